@@ -1,0 +1,1 @@
+"""dtf-sb package."""
