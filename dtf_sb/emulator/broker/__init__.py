@@ -1,1 +1,80 @@
-"""dtf-sb package."""
+"""Broker core of the embedded Service Bus emulator: entities, locks, sessions, schedules, dead-lettering.
+
+Pure and synchronous with an injected clock; the AMQP server adapts it to the wire.
+"""
+
+from __future__ import annotations
+
+from .broker import AvailabilityListener, Broker, SessionLostListener
+from .clock import Clock, FakeClock, SystemClock
+from .entities import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    MAX_MESSAGE_SIZE_LIMIT,
+    EntityProperties,
+    QueueProperties,
+    Rule,
+    RuleFilter,
+    SubscriptionProperties,
+    TopicProperties,
+)
+from .errors import (
+    BrokerError,
+    EntityNotFound,
+    InvalidOperation,
+    MessageLockLost,
+    MessageNotFound,
+    MessageTooLarge,
+    SessionCannotBeLocked,
+    SessionLockLost,
+    SessionStateTooLarge,
+)
+from .filters import CorrelationFilter, FalseFilter, MessageView, SqlFilter, TrueFilter
+from .messages import (
+    BrokerMessage,
+    EntityCounts,
+    EntityRef,
+    IncomingMessage,
+    MessageState,
+    Owner,
+    ReceiveMode,
+    SessionLock,
+)
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "MAX_MESSAGE_SIZE_LIMIT",
+    "AvailabilityListener",
+    "Broker",
+    "BrokerError",
+    "BrokerMessage",
+    "Clock",
+    "CorrelationFilter",
+    "EntityCounts",
+    "EntityNotFound",
+    "EntityProperties",
+    "EntityRef",
+    "FakeClock",
+    "FalseFilter",
+    "IncomingMessage",
+    "InvalidOperation",
+    "MessageLockLost",
+    "MessageNotFound",
+    "MessageState",
+    "MessageTooLarge",
+    "MessageView",
+    "Owner",
+    "QueueProperties",
+    "ReceiveMode",
+    "Rule",
+    "RuleFilter",
+    "SessionCannotBeLocked",
+    "SessionLock",
+    "SessionLockLost",
+    "SessionLostListener",
+    "SessionStateTooLarge",
+    "SqlFilter",
+    "SubscriptionProperties",
+    "SystemClock",
+    "TopicProperties",
+    "TrueFilter",
+]

@@ -1,0 +1,163 @@
+"""Storage of one receivable sub-queue: a queue's or subscription's main queue or its dead-letter queue.
+
+The store only indexes messages (by sequence number, by lock token, and a per-session heap of what is
+available now); the state transitions and their timing live in ``broker``. Keeping the indexes here lets
+the broker stay a set of readable rules rather than bookkeeping.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .messages import BrokerMessage, MessageState
+from .sessions import SessionRecord
+
+__all__ = ["MessageStore", "StoreSettings"]
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """The entity properties one store needs; dead-letter stores get a reduced set."""
+
+    path: str
+    entity: str
+    lock_duration: float
+    max_delivery_count: int
+    requires_session: bool
+    default_ttl: float | None
+    dead_lettering_on_expiration: bool
+    is_dead_letter: bool
+    max_message_size: int
+
+
+class MessageStore:
+    """Messages of one sub-queue in sequence order, with O(log n) access to the next available one."""
+
+    def __init__(self, settings: StoreSettings) -> None:
+        self.settings = settings
+        self.messages: dict[int, BrokerMessage] = {}
+        self._order: list[int] = []
+        self.by_token: dict[uuid.UUID, int] = {}
+        self._available: dict[str | None, list[int]] = {}
+        self._queued: set[int] = set()
+        self.sessions: dict[str, SessionRecord] = {}
+        self._next_seq = 1
+
+    @property
+    def path(self) -> str:
+        return self.settings.path
+
+    def next_sequence_number(self) -> int:
+        seq = self._next_seq
+        self._next_seq += 1
+        return seq
+
+    # ---------------------------------------------------------------------------------------- membership
+
+    def add(self, msg: BrokerMessage, now: float) -> None:
+        """Insert a message; sequence numbers may arrive out of order (dead-lettered messages keep theirs)."""
+        seq = msg.sequence_number
+        if seq in self.messages:
+            raise RuntimeError(f"sequence number {seq} already stored in {self.path}")
+        self.messages[seq] = msg
+        if not self._order or self._order[-1] < seq:
+            self._order.append(seq)
+        else:
+            bisect.insort(self._order, seq)
+        if self.settings.requires_session and msg.session_id is not None:
+            record = self.session(msg.session_id)
+            record.message_count += 1
+            record.last_updated = now
+        if msg.state == MessageState.ACTIVE and msg.lock_token is None:
+            self.mark_available(msg)
+
+    def remove(self, seq: int) -> BrokerMessage:
+        msg = self.messages.pop(seq)
+        index = bisect.bisect_left(self._order, seq)
+        del self._order[index]
+        self._queued.discard(seq)
+        if msg.lock_token is not None:
+            self.by_token.pop(msg.lock_token, None)
+        if self.settings.requires_session and msg.session_id is not None:
+            record = self.sessions.get(msg.session_id)
+            if record is not None:
+                record.message_count -= 1
+                if msg.lock_token is not None:
+                    record.lock_tokens.discard(msg.lock_token)
+                self.forget_if_disposable(msg.session_id)
+        return msg
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def iter_from(self, from_seq: int) -> Iterator[BrokerMessage]:
+        """Messages in sequence order starting at ``from_seq``; tolerant of removal while iterating."""
+        for seq in list(self._order[bisect.bisect_left(self._order, from_seq) :]):
+            msg = self.messages.get(seq)
+            if msg is not None:
+                yield msg
+
+    # -------------------------------------------------------------------------------------- availability
+
+    def _key(self, msg: BrokerMessage) -> str | None:
+        return msg.session_id if self.settings.requires_session else None
+
+    def mark_available(self, msg: BrokerMessage) -> None:
+        if msg.sequence_number in self._queued:
+            return
+        self._queued.add(msg.sequence_number)
+        heapq.heappush(self._available.setdefault(self._key(msg), []), msg.sequence_number)
+
+    def _is_available(self, seq: int) -> bool:
+        msg = self.messages.get(seq)
+        return msg is not None and msg.state == MessageState.ACTIVE and msg.lock_token is None
+
+    def head(self, key: str | None) -> int | None:
+        """Lowest available sequence number for a session (or for the whole non-session store)."""
+        heap = self._available.get(key)
+        while heap:
+            seq = heap[0]
+            if seq in self._queued and self._is_available(seq):
+                return seq
+            heapq.heappop(heap)
+            self._queued.discard(seq)
+        if heap is not None:
+            del self._available[key]
+        return None
+
+    def take_available(self, key: str | None, max_count: int) -> list[BrokerMessage]:
+        taken: list[BrokerMessage] = []
+        while len(taken) < max_count:
+            seq = self.head(key)
+            if seq is None:
+                break
+            heapq.heappop(self._available[key])
+            self._queued.discard(seq)
+            taken.append(self.messages[seq])
+        return taken
+
+    def available_session_ids(self) -> Iterator[tuple[int, str]]:
+        """(head sequence number, session id) of sessions with something to deliver now."""
+        for key in list(self._available):
+            if key is None:
+                continue
+            seq = self.head(key)
+            if seq is not None:
+                yield seq, key
+
+    # ------------------------------------------------------------------------------------------- sessions
+
+    def session(self, session_id: str) -> SessionRecord:
+        record = self.sessions.get(session_id)
+        if record is None:
+            record = self.sessions[session_id] = SessionRecord(session_id)
+        return record
+
+    def forget_if_disposable(self, session_id: str) -> None:
+        record = self.sessions.get(session_id)
+        if record is not None and record.disposable:
+            del self.sessions[session_id]
