@@ -146,6 +146,13 @@ async def receive_n(
     return got
 
 
+async def send_each(client: Any, queue: str, messages: Sequence[sb.ServiceBusMessage]) -> None:
+    """One send per message: Service Bus may refuse a batch whose messages name different sessions."""
+    async with client.get_queue_sender(queue) as sender:
+        for message in messages:
+            await sender.send_messages(message)
+
+
 def body_of(message: sb.ServiceBusReceivedMessage) -> bytes:
     """The data body as one bytes value (the SDK yields data sections as a generator)."""
     return b"".join(message.body)

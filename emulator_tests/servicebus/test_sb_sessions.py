@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusMessage
 from azure.servicebus.exceptions import OperationTimeoutError, SessionCannotBeLockedError
-from sbkit import SDK_VERSION, Sdk, ids_of, receive_n, send, text_of
+from sbkit import SDK_VERSION, Sdk, ids_of, receive_n, send, send_each, text_of
 
 
 async def test_messages_route_to_their_session(sdk: Sdk, entity: Any) -> None:
@@ -21,7 +21,7 @@ async def test_messages_route_to_their_session(sdk: Sdk, entity: Any) -> None:
         for sid in sessions
     ]
     async with sdk.client() as client:
-        await send(client, queue, messages)
+        await send_each(client, queue, messages)
         for sid in reversed(sessions):
             async with client.get_queue_receiver(queue, session_id=sid) as receiver:
                 assert receiver.session.session_id == sid
@@ -39,10 +39,8 @@ async def test_next_available_session(sdk: Sdk, entity: Any) -> None:
     queue = entity(f"s-next-{sdk.flavor}", sessions=True)
     a, b = sdk.ids("next", 2)
     async with sdk.client() as client:
-        await send(
-            client,
-            queue,
-            [ServiceBusMessage("a", session_id=a), ServiceBusMessage("b", session_id=b)],
+        await send_each(
+            client, queue, [ServiceBusMessage("a", session_id=a), ServiceBusMessage("b", session_id=b)]
         )
         seen: list[str] = []
         for _ in range(2):
@@ -153,9 +151,9 @@ async def test_renew_session_lock(sdk: Sdk, entity: Any) -> None:
 @pytest.mark.skipif(SDK_VERSION < (7, 15), reason="list_queue_sessions was added in azure-servicebus 7.15")
 async def test_list_queue_sessions(sdk: Sdk, entity: Any) -> None:
     queue = entity("s-list", sessions=True)
-    with_msgs, with_state, empty = sdk.ids("list", 3)
+    with_msgs, with_state = sdk.ids("list", 2)
     async with sdk.client() as client:
-        await send(
+        await send_each(
             client,
             queue,
             [ServiceBusMessage("a", session_id=with_msgs), ServiceBusMessage("b", session_id=with_state)],
@@ -167,7 +165,6 @@ async def test_list_queue_sessions(sdk: Sdk, entity: Any) -> None:
         listed = [s async for s in client.list_queue_sessions(queue)]
         assert with_msgs in listed, "a session with active messages is listed"
         assert with_state in listed, "a session with state but no messages is listed"
-        assert empty not in listed
         async with client.get_queue_receiver(queue, session_id=with_msgs) as receiver:
             [msg] = await receive_n(receiver, 1)
             await receiver.complete_message(msg)
@@ -181,7 +178,7 @@ async def test_peek_on_session_from_sequence_number(sdk: Sdk, entity: Any) -> No
     queue = entity("s-peek", sessions=True)
     mine, other = sdk.ids("speek", 2)
     async with sdk.client() as client:
-        await send(
+        await send_each(
             client,
             queue,
             [ServiceBusMessage(f"{i}", session_id=mine, message_id=f"{mine}-{i}") for i in range(4)]
