@@ -54,6 +54,14 @@ OFFICIAL_QUEUE_PROPERTIES = frozenset(
 )
 
 
+_EMPTY_CONFIG: dict[str, Any] = {
+    "UserConfig": {
+        "Namespaces": [{"Name": "sbemulatorns", "Queues": [], "Topics": []}],
+        "Logging": {"Type": "Console"},
+    }
+}
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--sb-backend",
@@ -97,14 +105,17 @@ class ServiceBusBackend:
 
     name: str
     skip_reason: str | None = None
-    _endpoints: dict[Path, str] = field(default_factory=dict)
+    _endpoints: dict[Path | None, str] = field(default_factory=dict)
     _closers: list[Any] = field(default_factory=list)
 
-    def endpoint(self, config: Path) -> str:
-        """A connection string for a namespace holding the entities of ``config``."""
+    def endpoint(self, config: Path | str | None = None) -> str:
+        """A connection string for a namespace holding the entities of ``config`` (a Config.json path).
+
+        ``None`` asks for a namespace with no predeclared entities, for tests that create their own.
+        """
         if self.skip_reason:
             pytest.skip(self.skip_reason)
-        config = Path(config).resolve()
+        config = Path(config).resolve() if config is not None else None
         if config not in self._endpoints:
             try:
                 self._endpoints[config] = self._start(config)
@@ -113,22 +124,22 @@ class ServiceBusBackend:
                 pytest.skip(self.skip_reason)
         return self._endpoints[config]
 
-    def _start(self, config: Path) -> str:
+    def _start(self, config: Path | None) -> str:
         if self.name == "embedded":
             return self._start_embedded(config)
         if self.name == "container":
             return self._start_container(config)
         return self._start_azure(config)
 
-    def _start_embedded(self, config: Path) -> str:
+    def _start_embedded(self, config: Path | None) -> str:
         from dtf_sb.testing.emulator import EmulatorThread
 
-        emulator = EmulatorThread(str(config))
+        emulator = EmulatorThread(str(config) if config is not None else None)
         emulator.__enter__()
         self._closers.append(lambda: emulator.__exit__(None, None, None))
         return emulator.connection_string
 
-    def _start_container(self, config: Path) -> str:
+    def _start_container(self, config: Path | None) -> str:
         _require_docker()
         from testcontainers.community.mssql import SqlServerContainer
         from testcontainers.core.container import DockerContainer
@@ -144,7 +155,7 @@ class ServiceBusBackend:
         )
         sql.start()
         self._closers.append(sql.stop)
-        payload = json.dumps(official_config(load_config(config))).encode()
+        payload = json.dumps(official_config(load_config(config) if config else _EMPTY_CONFIG)).encode()
         emulator = (
             DockerContainer(EMULATOR_IMAGE)
             .with_network(network)
@@ -165,11 +176,12 @@ class ServiceBusBackend:
             "SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;"
         )
 
-    def _start_azure(self, config: Path) -> str:
+    def _start_azure(self, config: Path | None) -> str:
         conn_str = os.environ.get(CONNECTION_STRING_ENV)
         if not conn_str:
             raise _BackendUnavailable(f"--sb-backend=azure needs {CONNECTION_STRING_ENV} to be set")
-        _ensure_azure_queues(conn_str, load_config(config))
+        if config is not None:
+            _ensure_azure_queues(conn_str, load_config(config))
         return conn_str
 
     def close(self) -> None:
@@ -217,7 +229,7 @@ _ADMIN_PROPERTY_NAMES = {
 
 def _ensure_azure_queues(conn_str: str, config: dict[str, Any]) -> None:
     """Create the config's queues that a real namespace lacks, with the same properties."""
-    from azure.core.exceptions import ResourceExistsError
+    from azure.core.exceptions import HttpResponseError, ResourceExistsError
     from azure.servicebus.management import ServiceBusAdministrationClient
 
     with ServiceBusAdministrationClient.from_connection_string(conn_str) as admin:
@@ -234,6 +246,10 @@ def _ensure_azure_queues(conn_str: str, config: dict[str, Any]) -> None:
                 admin.create_queue(queue["Name"], **kwargs)
             except ResourceExistsError:
                 pass
+            except HttpResponseError:
+                if kwargs.pop("max_message_size_in_kilobytes", None) is None:
+                    raise
+                admin.create_queue(queue["Name"], **kwargs)  # a standard-tier namespace: default size
 
 
 @pytest.fixture(scope="session")
