@@ -135,7 +135,7 @@ def _d_bool(data: Any, offset: int, depth: int) -> tuple[Any, int]:
 def _d_char(data: Any, offset: int, depth: int) -> tuple[Any, int]:
     try:
         return Char(chr(_u32(data, offset)[0])), offset + 4
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise DecodeError("char is not a unicode code point") from exc
 
 
