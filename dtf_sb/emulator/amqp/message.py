@@ -209,8 +209,9 @@ def _section_code(descriptor: Any) -> int:
 def decode_message(data: bytes | bytearray | memoryview) -> Message:
     """Decode a message, keeping the exact bytes of its bare part.
 
-    Sections must come in the spec's order, and the body must be of one kind (data, sequence or a
-    single value); anything else is a ``DecodeError``.
+    The bare sections must be contiguous and in the spec's order, no section but the body may
+    repeat, and the body must be of one kind (data, sequence or a single value); anything else is
+    a ``DecodeError``. Header and annotations are accepted anywhere outside the bare message.
     """
     header = delivery_annotations = message_annotations = properties = None
     application_properties = footer = None
@@ -218,7 +219,9 @@ def decode_message(data: bytes | bytearray | memoryview) -> Message:
     sequences: list[AmqpSequence] = []
     value: AmqpValue | None = None
     bare_start = bare_end = -1
-    last = 0
+    bare_closed = False
+    last_bare = 0
+    seen: set[int] = set()
     offset = 0
     end = len(data)
     while offset < end:
@@ -227,12 +230,24 @@ def decode_message(data: bytes | bytearray | memoryview) -> Message:
         if not isinstance(section, Described):
             raise DecodeError("message section is not a described type")
         code = _section_code(section.descriptor)
-        repeatable = code in (DATA, AMQP_SEQUENCE) and code == last
-        if code < last or (code == last and not repeatable):
-            raise DecodeError(f"message section 0x{code:02x} is out of order")
-        if DATA <= code <= AMQP_VALUE and DATA <= last <= AMQP_VALUE and code != last:
-            raise DecodeError("message body mixes section kinds")
-        last = code
+        if code in seen and code not in (DATA, AMQP_SEQUENCE):
+            raise DecodeError(f"message section 0x{code:02x} appears twice")
+        seen.add(code)
+        if PROPERTIES <= code <= AMQP_VALUE:
+            if bare_closed:
+                raise DecodeError("the bare message is interrupted by another section")
+            if code < last_bare:
+                raise DecodeError(f"message section 0x{code:02x} is out of order")
+            if DATA <= last_bare and code != last_bare:
+                raise DecodeError("message body mixes section kinds")
+            last_bare = code
+            if bare_start < 0:
+                bare_start = start
+            bare_end = offset
+        elif bare_start >= 0:
+            # Annotations after the body happen (pyamqp writes delivery-annotations last); they
+            # are tolerated as long as they do not split the bare message.
+            bare_closed = True
         content = section.value
         if PROPERTIES <= code <= AMQP_VALUE:
             if bare_start < 0:
