@@ -11,12 +11,43 @@ import bisect
 import heapq
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .messages import BrokerMessage, MessageState
-from .sessions import SessionRecord
+from .messages import BrokerMessage, MessageState, Owner
 
-__all__ = ["MessageStore", "StoreSettings"]
+__all__ = ["MessageStore", "SessionRecord", "StoreSettings"]
+
+
+@dataclass
+class SessionRecord:
+    """Per-session bookkeeping: holder, lock expiry, the lock tokens issued under it, and the state blob."""
+
+    session_id: str
+    state: bytes | None = None
+    last_updated: float = 0.0
+    owner: Owner | None = None
+    locked_until: float | None = None
+    lock_tokens: set[uuid.UUID] = field(default_factory=set)
+    message_count: int = 0
+    """Messages of this session in the store, in any state (active, locked, deferred, scheduled)."""
+
+    @property
+    def is_locked(self) -> bool:
+        return self.owner is not None
+
+    def held_by(self, owner: Owner | None, now: float) -> bool:
+        """Whether ``owner`` holds a lock that has not expired yet (expiry may not have been ticked)."""
+        return (
+            self.owner is not None
+            and self.owner == owner
+            and self.locked_until is not None
+            and self.locked_until > now
+        )
+
+    @property
+    def disposable(self) -> bool:
+        """Nothing would be lost by forgetting the record: no messages, no state, no lock."""
+        return self.message_count == 0 and self.state is None and self.owner is None
 
 
 @dataclass(frozen=True)
