@@ -438,3 +438,31 @@ def test_next_deadline_tracks_the_earliest_live_timer(clock: FakeClock) -> None:
     assert broker.next_deadline() == START + 100  # the completed lock's timer is gone
     broker.cancel_scheduled("orders", [1])
     assert broker.next_deadline() is None
+
+
+def test_repeated_sequence_numbers_are_handled_once(clock: FakeClock) -> None:
+    broker = make(clock)
+    broker.schedule("orders", [msg(b"s")], START + 60)
+    broker.cancel_scheduled("orders", [1, 1])
+    assert broker.entity_counts("orders").scheduled == 0
+    broker.send("orders", [msg(b"d")])
+    (m,) = broker.receive("orders", max_count=1)
+    assert m.lock_token is not None
+    broker.defer("orders", m.lock_token)
+    got = broker.receive_deferred("orders", [2, 2])
+    assert [g.sequence_number for g in got] == [2]
+    assert broker.entity_counts("orders").locked == 1
+
+
+def test_listeners_hear_about_expiries_applied_by_a_failing_operation(clock: FakeClock) -> None:
+    broker = make(clock, lock_duration=10.0)
+    calls: list[tuple[str, str | None]] = []
+    broker.send("orders", [msg()])
+    (m,) = broker.receive("orders", max_count=1)
+    broker.add_listener(lambda path, sid: calls.append((path, sid)))
+    clock.advance(10)
+    assert m.lock_token is not None
+    with pytest.raises(MessageLockLost):
+        broker.complete("orders", m.lock_token)  # applies the expiry first, then fails
+    assert calls == [("Orders", None)]
+    assert broker.next_deadline() is None

@@ -38,6 +38,21 @@ def test_forward_to_moves_messages_to_the_target(clock: FakeClock) -> None:
     ]
 
 
+def test_forwarded_messages_keep_their_first_sequence_number(clock: FakeClock) -> None:
+    broker = Broker([QueueProperties("in", forward_to="out"), QueueProperties("out")], clock=clock)
+    broker.send("in", [IncomingMessage(b"1"), IncomingMessage(b"2"), IncomingMessage(b"3")])
+    broker.send("out", [IncomingMessage(b"direct")])
+    assert broker.send("in", [IncomingMessage(b"4")]) == [4]
+    got = broker.peek("out", 1, 10)
+    assert [(m.bare, m.sequence_number, m.enqueued_sequence_number) for m in got] == [
+        (b"1", 1, 1),
+        (b"2", 2, 2),
+        (b"3", 3, 3),
+        (b"direct", 4, 4),
+        (b"4", 5, 4),
+    ]
+
+
 def test_forwarded_scheduled_messages_can_be_cancelled_at_the_source(clock: FakeClock) -> None:
     broker = Broker([QueueProperties("in", forward_to="out"), QueueProperties("out")], clock=clock)
     broker.send("out", [IncomingMessage(b"occupies seq 1 in out")])

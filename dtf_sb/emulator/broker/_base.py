@@ -7,12 +7,13 @@ duplicate detection, forwarding, topic fan-out), ``delivery`` (receive, peek, se
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .clock import Clock, SystemClock
 from .entities import EntityProperties, QueueProperties, SubscriptionProperties, TopicProperties
@@ -20,7 +21,10 @@ from .errors import EntityNotFound, InvalidOperation, SessionLockLost
 from .messages import BrokerMessage, EntityRef, IncomingMessage, MessageState, Owner
 from .queue import MessageStore, SessionRecord, StoreSettings
 
-__all__ = ["AvailabilityListener", "BrokerBase", "SessionLostListener"]
+__all__ = ["AvailabilityListener", "BrokerBase", "SessionLostListener", "operation"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 AvailabilityListener = Callable[[str, "str | None"], None]
 """Called with (entity path, session id or None) when a message may have become receivable."""
@@ -30,6 +34,25 @@ SessionLostListener = Callable[[str, str, Owner], None]
 
 DEAD_LETTER_SUFFIX = "$DeadLetterQueue"
 TRANSFER_DEAD_LETTER_SUFFIX = "$Transfer/$DeadLetterQueue"
+
+
+def operation(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Mark a public broker operation: listeners hear about its effects when it returns or raises.
+
+    Flushing in ``finally`` matters because an operation that fails (say, a lock already lost) may still
+    have applied due time-driven changes first, and those must wake receivers.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        finally:
+            broker = args[0]
+            assert isinstance(broker, BrokerBase)
+            broker._flush()
+
+    return wrapper
 
 
 @dataclass

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ._base import AvailabilityListener, SessionLostListener
+from ._base import AvailabilityListener, SessionLostListener, operation
 from .clock import Clock
 from .delivery import DeliveryMixin
 from .entities import EntityProperties
@@ -45,6 +45,7 @@ class Broker(RoutingMixin, DeliveryMixin, SessionMixin):
 
     # ------------------------------------------------------------------------------------------- counts
 
+    @operation
     def entity_counts(self, path: str) -> EntityCounts:
         """Counts of one queue, subscription, dead-letter queue, or (summed over subscriptions) topic."""
         self._process_time()
@@ -70,5 +71,4 @@ class Broker(RoutingMixin, DeliveryMixin, SessionMixin):
         dead = 0
         if ref.sub_queue is None:
             dead = len(self._receivables[ref.path.lower()].dead_letter)
-        self._flush()
         return EntityCounts(active, scheduled, deferred, dead, locked)

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ._base import BrokerBase
+from ._base import BrokerBase, operation
 from .errors import InvalidOperation, MessageLockLost, MessageNotFound, SessionLockLost
 from .messages import BrokerMessage, IncomingMessage, MessageState, Owner, ReceiveMode
 from .queue import MessageStore, SessionRecord
@@ -26,6 +26,7 @@ TTL_EXPIRED_REASON = "TTLExpiredException"
 class DeliveryMixin(BrokerBase):
     """Receive-side operations of ``Broker``; settlement raises lock-lost errors the SDK maps exactly."""
 
+    @operation
     def receive(
         self,
         path: str,
@@ -52,7 +53,6 @@ class DeliveryMixin(BrokerBase):
             else:
                 self._lock(store, msg, record, now)
             out.append(msg.snapshot())
-        self._flush()
         return out
 
     def _lock(
@@ -68,6 +68,7 @@ class DeliveryMixin(BrokerBase):
             msg.locked_until = now + store.settings.lock_duration
             self._timer(msg.locked_until, "lock", store, (msg.sequence_number, token))
 
+    @operation
     def receive_deferred(
         self,
         path: str,
@@ -83,7 +84,7 @@ class DeliveryMixin(BrokerBase):
         store = self._store(path)
         record = self._session_for(store, session_id, owner, now)
         picked: list[BrokerMessage] = []
-        for seq in sequence_numbers:
+        for seq in dict.fromkeys(sequence_numbers):  # a repeated number is received once
             msg = store.messages.get(seq)
             if (
                 msg is None
@@ -101,9 +102,9 @@ class DeliveryMixin(BrokerBase):
                 msg.from_deferred = True
                 self._lock(store, msg, record, now)
             out.append(msg.snapshot())
-        self._flush()
         return out
 
+    @operation
     def peek(
         self, path: str, from_seq: int = 1, max_count: int = 1, *, session_id: str | None = None
     ) -> list[BrokerMessage]:
@@ -116,7 +117,6 @@ class DeliveryMixin(BrokerBase):
                 break
             if session_id is None or msg.session_id == session_id:
                 out.append(msg.snapshot())
-        self._flush()
         return out
 
     # --------------------------------------------------------------------------------------- settlement
@@ -180,26 +180,27 @@ class DeliveryMixin(BrokerBase):
             return
         self._return(store, msg, now)
 
+    @operation
     def complete(self, path: str, lock_token: uuid.UUID) -> None:
         """Settle with success: the message is gone."""
         store, msg = self._locked(path, lock_token)
         store.remove(msg.sequence_number)
-        self._flush()
 
+    @operation
     def abandon(self, path: str, lock_token: uuid.UUID, properties: Mapping[str, Any] | None = None) -> None:
         """Give the message back with delivery count + 1, merging ``properties`` into its app properties."""
         store, msg = self._locked(path, lock_token)
         msg.modified_properties.update(properties or {})
         self._unlock_failed(store, msg, self._now())
-        self._flush()
 
+    @operation
     def release(self, path: str, lock_token: uuid.UUID) -> None:
         """Give the message back untouched: it was never processed (prefetch buffer), so no count."""
         store, msg = self._locked(path, lock_token)
         self._unlock(store, msg)
         self._return(store, msg, self._now())
-        self._flush()
 
+    @operation
     def defer(self, path: str, lock_token: uuid.UUID, properties: Mapping[str, Any] | None = None) -> None:
         """Set the message aside; only ``receive_deferred`` by sequence number reaches it again."""
         store, msg = self._locked(path, lock_token)
@@ -208,8 +209,8 @@ class DeliveryMixin(BrokerBase):
         msg.from_deferred = False
         msg.state = MessageState.DEFERRED
         self._return(store, msg, self._now())
-        self._flush()
 
+    @operation
     def dead_letter(
         self,
         path: str,
@@ -224,7 +225,6 @@ class DeliveryMixin(BrokerBase):
             raise InvalidOperation(f"Messages in {store.path} cannot be dead-lettered again")
         msg.modified_properties.update(properties or {})
         self._dead_letter(store, msg, self._now(), reason, description)
-        self._flush()
 
     def _dead_letter(
         self, store: MessageStore, msg: BrokerMessage, now: float, reason: str | None, description: str | None
@@ -264,6 +264,7 @@ class DeliveryMixin(BrokerBase):
         else:
             store.remove(msg.sequence_number)
 
+    @operation
     def renew_lock(self, path: str, lock_tokens: Iterable[uuid.UUID]) -> list[float]:
         """Extend message locks by the entity's lock duration; all-or-nothing."""
         now = self._now()
@@ -279,5 +280,4 @@ class DeliveryMixin(BrokerBase):
             msg.locked_until = now + store.settings.lock_duration
             self._timer(msg.locked_until, "lock", store, (msg.sequence_number, msg.lock_token))
             out.append(msg.locked_until)
-        self._flush()
         return out

@@ -126,11 +126,15 @@ class MessageStore:
         return len(self.messages)
 
     def iter_from(self, from_seq: int) -> Iterator[BrokerMessage]:
-        """Messages in sequence order starting at ``from_seq``; tolerant of removal while iterating."""
-        for seq in list(self._order[bisect.bisect_left(self._order, from_seq) :]):
-            msg = self.messages.get(seq)
-            if msg is not None:
-                yield msg
+        """Messages in sequence order starting at ``from_seq``, without copying the index.
+
+        Browsing a long queue for a few messages must not cost the queue's length; the store must not be
+        modified while the iterator is in use.
+        """
+        index = bisect.bisect_left(self._order, from_seq)
+        while index < len(self._order):
+            yield self.messages[self._order[index]]
+            index += 1
 
     # -------------------------------------------------------------------------------------- availability
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ._base import BrokerBase, _Receivable, _Sendable
+from ._base import BrokerBase, _Receivable, _Sendable, operation
 from .entities import SubscriptionProperties
 from .errors import InvalidOperation, MessageNotFound, MessageTooLarge
 from .filters import MessageView
@@ -25,15 +25,16 @@ MAX_FORWARD_HOPS = 4
 class RoutingMixin(BrokerBase):
     """Send-side operations of ``Broker``; a batch is validated whole before any message is stored."""
 
+    @operation
     def send(self, path: str, messages: list[IncomingMessage]) -> list[int | None]:
         """Enqueue a batch atomically; returns sequence numbers, None for duplicates dropped silently."""
         now = self._now()
         self._process_time()
         target = self._sendable(path, messages)
         result = [self._accept(target, msg, now, 0)[0] for msg in messages]
-        self._flush()
         return result
 
+    @operation
     def schedule(self, path: str, messages: list[IncomingMessage], enqueue_time: float) -> list[int]:
         """The ``schedule-message`` operation: each message becomes visible at ``enqueue_time``."""
         now = self._now()
@@ -48,14 +49,14 @@ class RoutingMixin(BrokerBase):
             elif placements:
                 target.scheduled[seq] = placements
             result.append(seq)
-        self._flush()
         return result
 
+    @operation
     def cancel_scheduled(self, path: str, sequence_numbers: Iterable[int]) -> None:
         """Remove scheduled messages; all-or-nothing, MessageNotFound if any is not scheduled here."""
         self._process_time()
         target = self._sendable(path, [])
-        seqs = list(sequence_numbers)
+        seqs = list(dict.fromkeys(sequence_numbers))
         plans: list[list[tuple[MessageStore, int]]] = []
         for seq in seqs:
             placements = target.scheduled.get(seq)
@@ -73,7 +74,6 @@ class RoutingMixin(BrokerBase):
             for store, s in live:
                 store.remove(s)
             target.scheduled.pop(seq, None)
-        self._flush()
 
     def _sendable(self, path: str, messages: list[IncomingMessage]) -> _Sendable:
         ref = self._refs[self._key(path)]

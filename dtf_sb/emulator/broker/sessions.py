@@ -6,7 +6,7 @@ received, so losing it (expiry, release, the owner going away) returns all of th
 
 from __future__ import annotations
 
-from ._base import BrokerBase
+from ._base import BrokerBase, operation
 from .errors import InvalidOperation, SessionCannotBeLocked, SessionStateTooLarge
 from .messages import Owner, SessionLock
 from .queue import MessageStore, SessionRecord
@@ -23,6 +23,7 @@ class SessionMixin(BrokerBase):
             raise InvalidOperation(f"{store.path} is not session-enabled")
         return store
 
+    @operation
     def accept_session(self, path: str, session_id: str | None, owner: Owner) -> SessionLock | None:
         """Lock a named session (which may have no messages yet) or, with None, the next available one.
 
@@ -38,7 +39,6 @@ class SessionMixin(BrokerBase):
                 (seq, sid) for seq, sid in store.available_session_ids() if not store.sessions[sid].is_locked
             ]
             if not candidates:
-                self._flush()
                 return None
             session_id = min(candidates)[1]
         record = store.session(session_id)
@@ -49,7 +49,6 @@ class SessionMixin(BrokerBase):
         record.owner = owner
         record.locked_until = now + store.settings.lock_duration
         self._extend_session(store, record)
-        self._flush()
         return SessionLock(session_id, record.locked_until)
 
     def _extend_session(self, store: MessageStore, record: SessionRecord) -> None:
@@ -71,6 +70,7 @@ class SessionMixin(BrokerBase):
             self._notify(store, record.session_id)
         store.forget_if_disposable(record.session_id)
 
+    @operation
     def release_session(self, path: str, session_id: str, owner: Owner) -> None:
         """Give up a session lock; unsettled messages return with delivery count + 1. Idempotent."""
         now = self._now()
@@ -79,8 +79,8 @@ class SessionMixin(BrokerBase):
         record = store.sessions.get(session_id)
         if record is not None and record.owner is not None and record.owner == owner:
             self._lose_session(store, record, now)
-        self._flush()
 
+    @operation
     def renew_session_lock(self, path: str, session_id: str, owner: Owner) -> float:
         """Extend the session lock (and with it the locks of the session's received messages)."""
         now = self._now()
@@ -90,17 +90,17 @@ class SessionMixin(BrokerBase):
         assert record is not None
         record.locked_until = now + store.settings.lock_duration
         self._extend_session(store, record)
-        self._flush()
         return record.locked_until
 
+    @operation
     def get_session_state(self, path: str, session_id: str, owner: Owner) -> bytes | None:
         now = self._now()
         self._process_time()
         record = self._session_for(self._session_store(path), session_id, owner, now)
         assert record is not None
-        self._flush()
         return record.state
 
+    @operation
     def set_session_state(self, path: str, session_id: str, owner: Owner, state: bytes | None) -> None:
         """Replace the session state; None (or empty) clears it."""
         now = self._now()
@@ -115,8 +115,8 @@ class SessionMixin(BrokerBase):
             )
         record.state = bytes(state) if state else None
         record.last_updated = now
-        self._flush()
 
+    @operation
     def list_sessions(
         self, path: str, *, last_updated_since: float | None = None, skip: int = 0, top: int = 100
     ) -> list[str]:
@@ -132,9 +132,9 @@ class SessionMixin(BrokerBase):
             if (record.message_count > 0 or record.state is not None)
             and (last_updated_since is None or record.last_updated >= last_updated_since)
         ]
-        self._flush()
         return ids[max(0, skip) : max(0, skip) + max(0, top)]
 
+    @operation
     def release_owner(self, owner: Owner) -> None:
         """The owner's link or connection is gone: unlock its sessions now.
 
@@ -149,4 +149,3 @@ class SessionMixin(BrokerBase):
             for record in list(store.sessions.values()):
                 if record.owner is not None and record.owner == owner:
                     self._lose_session(store, record, now)
-        self._flush()
