@@ -14,6 +14,8 @@ from azure.servicebus._pyamqp import endpoints as sdk_endpoints
 from azure.servicebus._pyamqp import outcomes as sdk_outcomes
 from azure.servicebus._pyamqp import performatives as sdk_perf
 from azure.servicebus._pyamqp.constants import Role as SdkRole
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dtf_sb.emulator.amqp.codec import DecodeError, decode, encode
 from dtf_sb.emulator.amqp.frames import FRAME_TYPE_AMQP, FRAME_TYPE_SASL, FrameDecoder
@@ -246,6 +248,8 @@ def test_extra_trailing_fields_are_ignored() -> None:
         (Described(ULong(0x12), [b"n", UInt(0), True]), "string"),
         (Described(ULong(0x12), ["n", UInt(0), UInt(1)]), "boolean"),
         (Described(ULong(0x12), ["n", UInt(0), True, None, None, "src"]), "described"),
+        (Described(ULong(0x12), ["n", UInt(0), True, None, None, Described([1], [])]), "ulong or a symbol"),
+        (Described(ULong(0x12), ["n", UInt(0), True, None, None, Described(ULong(0x28), [5])]), "string"),
         (Described(ULong(0x14), [UInt(0), None, "tag"]), "binary"),
         (Described(ULong(0x10), ["c", None, None, None, None, None, None, None, None, [1]]), "map"),
         (Described(ULong(0x40), [UInt(1)]), "symbols"),
@@ -255,6 +259,57 @@ def test_extra_trailing_fields_are_ignored() -> None:
 def test_bad_performatives_raise_decode_error(described: Described, reason: str) -> None:
     with pytest.raises(DecodeError, match=reason):
         described_to_performative(described)
+
+
+def test_unknown_nested_composites_stay_described() -> None:
+    # A coordinator target (transactions) must reach the link engine so it can refuse the link.
+    coordinator = Described(
+        Symbol("amqp:coordinator:list"), [Array([Symbol("amqp:local-transactions")], 0xA3)]
+    )
+    attach = described_to_performative(
+        Described(ULong(0x12), ["txn", UInt(0), False, None, None, None, coordinator])
+    )
+    assert attach.target == coordinator
+    raw = encode(performative_to_described(attach))
+    assert described_to_performative(decode(raw)[0]) == attach
+    transactional = Described(ULong(0x34), [b"txn-id", Described(ULong(0x24), [])])
+    transfer = described_to_performative(
+        Described(ULong(0x14), [UInt(0), None, None, None, None, None, None, transactional])
+    )
+    assert transfer.state == transactional
+
+
+_ANY = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(0, 2**32 - 1).map(UInt),
+        st.integers(-5, 5),
+        st.text(max_size=5),
+        st.text(alphabet="abc:-", max_size=5).map(Symbol),
+        st.binary(max_size=5),
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=6),
+        st.dictionaries(st.text(max_size=3), children, max_size=3),
+        st.builds(
+            Described, st.sampled_from(sorted(c for c, _ in DESCRIPTORS.values())).map(ULong), children
+        ),
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from([c for c, _ in DESCRIPTORS.values()]), st.lists(_ANY, max_size=15))
+def test_arbitrary_field_values_only_raise_decode_error(code: int, fields: list[Any]) -> None:
+    try:
+        value = described_to_performative(Described(ULong(code), fields))
+    except DecodeError:
+        return
+    assert value.DESCRIPTOR == code
+    # Whatever was accepted can be written back and read again unchanged.
+    assert described_to_performative(decode(encode(performative_to_described(value)))[0]) == value
 
 
 def test_only_composites_can_be_converted() -> None:

@@ -162,39 +162,32 @@ def _d_uuid(data: Any, offset: int, depth: int) -> tuple[Any, int]:
     return uuid.UUID(bytes=bytes(data[offset:end])), end
 
 
-def _variable(code: int, size_width: int, convert: Callable[[bytes], Any]) -> None:
+def _variable(code: int, size_width: int, kind: type, encoding: str | None) -> None:
     size_of = _u8 if size_width == 1 else _u32
+    what = "symbol is not ASCII" if encoding == "ascii" else "string is not valid UTF-8"
 
     def dec(data: Any, offset: int, depth: int) -> tuple[Any, int]:
         start = offset + size_width
         end = start + size_of(data, offset)[0]
         if end > len(data):
             raise DecodeError(f"length of 0x{code:02x} value runs past the end of the data")
-        return convert(bytes(data[start:end])), end
+        if encoding is None:
+            return bytes(data[start:end]), end
+        try:
+            text = str(data[start:end], encoding)
+        except UnicodeDecodeError as exc:
+            raise DecodeError(what) from exc
+        return (text if kind is str else kind(text)), end
 
     _DECODERS[code] = dec
 
 
-def _utf8(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DecodeError("string is not valid UTF-8") from exc
-
-
-def _symbol(raw: bytes) -> Symbol:
-    try:
-        return Symbol(raw.decode("ascii"))
-    except UnicodeDecodeError as exc:
-        raise DecodeError("symbol is not ASCII") from exc
-
-
-_variable(0xA0, 1, bytes)
-_variable(0xB0, 4, bytes)
-_variable(0xA1, 1, _utf8)
-_variable(0xB1, 4, _utf8)
-_variable(0xA3, 1, _symbol)
-_variable(0xB3, 4, _symbol)
+_variable(0xA0, 1, bytes, None)
+_variable(0xB0, 4, bytes, None)
+_variable(0xA1, 1, str, "utf-8")
+_variable(0xB1, 4, str, "utf-8")
+_variable(0xA3, 1, Symbol, "ascii")
+_variable(0xB3, 4, Symbol, "ascii")
 
 
 def _compound_bounds(data: Any, offset: int, width: int, depth: int) -> tuple[int, int, int]:

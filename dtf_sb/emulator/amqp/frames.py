@@ -201,16 +201,14 @@ class FrameDecoder:
     def _frame(buf: bytearray, start: int, end: int, frame_type: int, channel: int) -> Frame:
         if start == end:
             return Frame(frame_type, channel, None, b"")
-        body = memoryview(buf)[start:end]
-        try:
-            value, offset = decode(body)
-            if not isinstance(value, Described):
-                raise DecodeError("frame body does not start with a performative")
-            performative = described_to_performative(value)
-            allowed = _SASL_TYPES if frame_type == FRAME_TYPE_SASL else _AMQP_TYPES
-            if type(performative) not in allowed:
-                name = type(performative).__name__
-                raise DecodeError(f"{name} is not allowed in a type {frame_type} frame")
-            return Frame(frame_type, channel, performative, bytes(body[offset:]))
-        finally:
-            body.release()
+        with memoryview(buf) as view:
+            body = bytes(view[start:end])  # one copy; slicing bytes is cheaper than views later
+        value, offset = decode(body)
+        if not isinstance(value, Described):
+            raise DecodeError("frame body does not start with a performative")
+        performative = described_to_performative(value)
+        allowed = _SASL_TYPES if frame_type == FRAME_TYPE_SASL else _AMQP_TYPES
+        if type(performative) not in allowed:
+            name = type(performative).__name__
+            raise DecodeError(f"{name} is not allowed in a type {frame_type} frame")
+        return Frame(frame_type, channel, performative, body[offset:])

@@ -141,12 +141,22 @@ def _symmap_to_wire(value: Mapping[Any, Any]) -> dict[Any, Any]:
 
 
 def _composite_to_wire(value: Any) -> Any:
-    return performative_to_described(value) if dataclasses.is_dataclass(value) else value
+    return performative_to_described(value) if type(value) in _SPECS else value
 
 
 def _composite_from_wire(value: Any) -> Any:
+    """Nested composites of a kind this module does not model stay ``Described``.
+
+    A transactional delivery state or a coordinator target (``amqp:coordinator:list``) is legal
+    AMQP; the link engine should refuse such a link or delivery politely, not lose the connection.
+    """
     if not isinstance(value, Described):
         raise DecodeError(f"expected a described type, got {type(value).__name__}")
+    descriptor = value.descriptor
+    if not isinstance(descriptor, (int, str)) or isinstance(descriptor, bool):
+        raise DecodeError(f"descriptor must be a ulong or a symbol, got {type(descriptor).__name__}")
+    if descriptor not in _BY_CODE and descriptor not in _BY_NAME:
+        return value
     return described_to_performative(value)
 
 
