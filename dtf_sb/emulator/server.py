@@ -1,0 +1,775 @@
+"""The emulator server: a Service Bus namespace behind an asyncio AMQP listener.
+
+:class:`Emulator` owns the broker, the TCP listener, the optional ``/health`` endpoint and the
+timer that drives the broker's clock. Links the clients attach are routed here: ``$cbs`` and
+``<entity>/$management`` to the request/response nodes, everything else to entity links that send
+into the broker or deliver out of it. Receivers never poll: the broker's availability listener marks
+entities dirty, and one callback per loop iteration pumps the receivers waiting on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .amqp.codec import DecodeError
+from .amqp.connection import DEFAULT_MAX_FRAME_SIZE, Connection
+from .amqp.link import IncomingLink, Link, OutgoingLink
+from .amqp.message import BATCH_MESSAGE_FORMAT, decode_message, split_batch
+from .amqp.performatives import (
+    Accepted,
+    Attach,
+    Error,
+    Modified,
+    Rejected,
+    Released,
+    Role,
+    SenderSettleMode,
+    Source,
+    Transfer,
+)
+from .amqp.session import Session
+from .amqp.types import Long, Symbol
+from .auth import Grants, resource_path
+from .broker import Broker, BrokerError, Clock, EntityRef, SystemClock
+from .broker.errors import EntityNotFound, SessionCannotBeLocked, SessionLockLost
+from .config import EmulatorConfig, load_config, parse_config
+from .nodes import CbsNode, ManagementNode, dotnet_ticks, incoming_message, stamp_message
+
+__all__ = ["DEFAULT_SAS_KEY", "DEFAULT_SAS_KEY_NAME", "Emulator"]
+
+log = logging.getLogger("dtf_sb.emulator")
+
+DEFAULT_SAS_KEY_NAME = "RootManageSharedAccessKey"
+DEFAULT_SAS_KEY = "SAS_KEY_VALUE"
+SESSION_FILTER = "com.microsoft:session-filter"
+#: How long a next-available session attach waits without com.microsoft:timeout (Service Bus: ~60 s).
+DEFAULT_SESSION_WAIT = 60.0
+#: Deliveries taken from the broker per pump; bounds the work done per event-loop turn.
+PUMP_BATCH = 256
+
+
+# ------------------------------------------------------------------------------- entity links
+
+
+class EntitySenderLink(IncomingLink):
+    """A client sender to a queue or topic: each delivery (or batch) is one broker send."""
+
+    def __init__(self, session: Session, attach: Attach, namespace: _Namespace, ref: EntityRef) -> None:
+        super().__init__(session, attach)
+        self.namespace = namespace
+        self.ref = ref
+
+    def max_message_size(self) -> int | None:
+        return self.ref.max_message_size
+
+    def attach_properties(self) -> dict[Any, Any] | None:
+        return {Symbol("com.microsoft:max-message-batch-size"): Long(self.ref.max_message_size)}
+
+    def on_delivery(self, transfer: Transfer, data: bytes) -> Any:
+        try:
+            msg = decode_message(data)
+            if transfer.message_format == BATCH_MESSAGE_FORMAT:
+                messages = [incoming_message(decode_message(part)) for part in split_batch(msg)]
+            else:
+                messages = [incoming_message(msg)]
+        except DecodeError as exc:
+            return Rejected(Error("amqp:decode-error", f"the message could not be decoded: {exc}"))
+        try:
+            self.namespace.broker.send(self.ref.path, messages)
+        except BrokerError as exc:
+            return Rejected(Error(exc.condition, exc.message))
+        return Accepted()
+
+
+class EntityReceiverLink(OutgoingLink):
+    """A client receiver on a queue, subscription or dead-letter queue (optionally one session)."""
+
+    def __init__(
+        self,
+        session: Session,
+        attach: Attach,
+        namespace: _Namespace,
+        ref: EntityRef,
+        *,
+        session_filter: bool,
+    ) -> None:
+        super().__init__(session, attach)
+        self.namespace = namespace
+        self.ref = ref
+        self.mode = (
+            "receive_and_delete" if attach.snd_settle_mode == SenderSettleMode.SETTLED else "peek_lock"
+        )
+        self.session_filter = session_filter
+        self.session_id: str | None = None
+        self.locked_until: float | None = None
+        self._wait: asyncio.TimerHandle | None = None
+
+    # -- attach ------------------------------------------------------------------------------
+
+    def max_message_size(self) -> int | None:
+        return max(self.ref.max_message_size, 1024 * 1024)
+
+    def attach_response(self) -> Attach:
+        response = super().attach_response()
+        if self.session_id is None:
+            return response
+        source = self.remote_attach.source or Source()
+        filters = dict(source.filter or {})
+        filters[Symbol(SESSION_FILTER)] = self.session_id
+        return dataclasses.replace(
+            response,
+            source=dataclasses.replace(source, filter=filters),
+            properties={Symbol("com.microsoft:locked-until-utc"): Long(dotnet_ticks(self.locked_until or 0))},
+        )
+
+    def start(self) -> None:
+        """Open now, or (next-available session with none free) wait for one."""
+        if not self.session_filter:
+            self.open()
+            return
+        source = self.remote_attach.source
+        wanted = (source.filter or {}).get(SESSION_FILTER) if source is not None else None
+        if wanted is not None and not isinstance(wanted, str):
+            wanted = str(wanted)
+        if not self.try_lock(wanted):
+            if wanted is not None:
+                return
+            props = self.remote_attach.properties or {}
+            timeout_ms = props.get("com.microsoft:timeout")
+            wait = timeout_ms / 1000.0 if isinstance(timeout_ms, int) else self.namespace.session_wait
+            log.debug("link %r waits up to %.1fs for a session of %s", self.name, wait, self.ref.path)
+            self.namespace.session_waiters.setdefault(self.ref.path.lower(), []).append(self)
+            self._wait = asyncio.get_running_loop().call_later(wait, self._session_timeout)
+
+    def try_lock(self, session_id: str | None) -> bool:
+        """Try to accept the session; open the link on success. False: keep waiting (or refused)."""
+        try:
+            lock = self.namespace.broker.accept_session(self.ref.path, session_id, self)
+        except SessionCannotBeLocked as exc:
+            self.refuse(exc.condition, exc.message)
+            return False
+        except BrokerError as exc:
+            self.refuse(exc.condition, exc.message)
+            return False
+        if lock is None:
+            return False
+        self.session_id = lock.session_id
+        self.locked_until = lock.locked_until
+        self._cancel_wait()
+        log.debug("link %r locked session %r of %s", self.name, lock.session_id, self.ref.path)
+        self.open()
+        return True
+
+    def _session_timeout(self) -> None:
+        self._wait = None
+        self._unlist()
+        if not self.detached and not self.attached:
+            self.refuse("com.microsoft:timeout", "No session was available within the requested timeout")
+            self.session.connection.flush()
+
+    def _cancel_wait(self) -> None:
+        if self._wait is not None:
+            self._wait.cancel()
+            self._wait = None
+        self._unlist()
+
+    def _unlist(self) -> None:
+        waiters = self.namespace.session_waiters.get(self.ref.path.lower())
+        if waiters is not None and self in waiters:
+            waiters.remove(self)
+
+    def on_attached(self) -> None:
+        self.namespace.receivers.setdefault(self.ref.path.lower(), set()).add(self)
+
+    def on_detached(self) -> None:
+        self._cancel_wait()
+        receivers = self.namespace.receivers.get(self.ref.path.lower())
+        if receivers is not None:
+            receivers.discard(self)
+        if self.session_id is not None:
+            with contextlib.suppress(BrokerError):
+                self.namespace.broker.release_session(self.ref.path, self.session_id, self)
+
+    # -- delivering --------------------------------------------------------------------------
+
+    def pump(self) -> None:
+        broker = self.namespace.broker
+        while self.can_send():
+            if self.session_filter and self.session_id is None:
+                return
+            try:
+                batch = broker.receive(
+                    self.ref.path,
+                    max_count=min(self.credit, PUMP_BATCH),
+                    mode=self.mode,  # type: ignore[arg-type]
+                    session_id=self.session_id,
+                    owner=self,
+                )
+            except SessionLockLost as exc:
+                self.detach(Error(exc.condition, exc.message))
+                return
+            except BrokerError as exc:
+                self.detach(Error(exc.condition, exc.message))
+                return
+            if not batch:
+                return
+            settled = self.pre_settled or self.mode == "receive_and_delete"
+            for msg in batch:
+                token = msg.lock_token
+                payload = stamp_message(msg, lock_token=token)
+                tag = token.bytes_le if token is not None else msg.sequence_number.to_bytes(8, "big")
+                self.send_delivery(tag, payload, settled=settled, context=token)
+
+    def on_disposition(self, delivery_id: int, context: Any, state: Any, settled: bool) -> None:
+        token: uuid.UUID | None = context
+        if token is None or state is None:
+            return
+        broker = self.namespace.broker
+        path = self.ref.path
+        echo: Any = state
+        try:
+            if isinstance(state, Accepted):
+                broker.complete(path, token)
+            elif isinstance(state, Released):
+                broker.release(path, token)
+            elif isinstance(state, Modified):
+                props = {str(k): v for k, v in (state.message_annotations or {}).items()}
+                if state.undeliverable_here:
+                    broker.defer(path, token, props or None)
+                else:
+                    broker.abandon(path, token, props or None)
+            elif isinstance(state, Rejected):
+                info = (state.error.info if state.error is not None else None) or {}
+                reason = info.get("DeadLetterReason")
+                description = info.get("DeadLetterErrorDescription")
+                if description is None and state.error is not None:
+                    description = state.error.description
+                broker.dead_letter(
+                    path,
+                    token,
+                    None if reason is None else str(reason),
+                    None if description is None else str(description),
+                )
+                echo = Rejected()
+            else:
+                return
+        except BrokerError as exc:
+            echo = Rejected(Error(exc.condition, exc.message))
+        if not settled:
+            self.session.echo_settlement(delivery_id, echo)
+
+
+# ---------------------------------------------------------------------------------- node links
+
+
+class NodeRequestLink(IncomingLink):
+    """The client's sender to ``$cbs`` or ``<entity>/$management``: requests arrive here."""
+
+    def __init__(self, session: Session, attach: Attach, namespace: _Namespace, node: str) -> None:
+        super().__init__(session, attach)
+        self.namespace = namespace
+        self.node = node
+
+    def on_delivery(self, transfer: Transfer, data: bytes) -> Any:
+        try:
+            request = decode_message(data)
+        except DecodeError as exc:
+            return Rejected(Error("amqp:decode-error", str(exc)))
+        response = self.namespace.handle_request(self, request)
+        reply_to = request.properties.reply_to if request.properties is not None else None
+        reply = self._reply_link(reply_to)
+        if reply is None:
+            log.debug("no reply link for %s request on %r", self.node, self.name)
+        else:
+            reply.enqueue(response)
+        return Accepted()
+
+    def _reply_link(self, reply_to: str | None) -> NodeReplyLink | None:
+        wanted = resource_path(reply_to) if reply_to else self.node
+        fallback = None
+        for link in self.session.links.values():
+            if isinstance(link, NodeReplyLink) and not link.detached:
+                if link.address == wanted:
+                    return link
+                if link.node == self.node:
+                    fallback = link
+        return fallback
+
+
+class NodeReplyLink(OutgoingLink):
+    """The client's receiver on a node: responses go out pre-settled, in order, within credit."""
+
+    def __init__(self, session: Session, attach: Attach, node: str) -> None:
+        super().__init__(session, attach)
+        self.node = node
+        target = attach.target.address if attach.target is not None else None
+        self.address = resource_path(target) if target else node
+        self._queue: list[bytes] = []
+        self._tag = 0
+
+    def enqueue(self, response: Any) -> None:
+        from .amqp.message import encode_message
+
+        self._queue.append(encode_message(response))
+        self.pump()
+
+    def pump(self) -> None:
+        while self._queue and self.can_send():
+            self._tag += 1
+            self.send_delivery(self._tag.to_bytes(4, "big"), self._queue.pop(0), settled=True)
+
+
+# ---------------------------------------------------------------------------------- namespace
+
+
+class _Namespace:
+    """Routes links and requests of every connection to the broker; one per emulator."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        keys: Mapping[str, str],
+        *,
+        clock: Clock,
+        session_wait: float,
+    ) -> None:
+        self.broker = broker
+        self.keys = dict(keys)
+        self.clock = clock
+        self.session_wait = session_wait
+        self.cbs = CbsNode(self.keys, now=clock.now)
+        self.management = ManagementNode(broker)
+        self.receivers: dict[str, set[EntityReceiverLink]] = {}
+        self.session_waiters: dict[str, list[EntityReceiverLink]] = {}
+        self.connections: set[Connection] = set()
+        self._dirty: dict[str, set[str | None]] = {}
+        self._pump_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        broker.add_listener(self._on_available)
+        broker.add_session_lost_listener(self._on_session_lost)
+
+    # -- connection handler ------------------------------------------------------------------
+
+    def check_plain(self, username: str, password: str) -> bool:
+        key = self.keys.get(username)
+        return key is not None and key == password
+
+    def closed(self, connection: Connection) -> None:
+        self.connections.discard(connection)
+        self.broker.release_owner(connection)
+        self.reschedule()
+
+    def after_burst(self, connection: Connection) -> None:
+        self.reschedule()
+
+    def grants(self, connection: Connection) -> Grants:
+        grants = connection.context.get("grants")
+        if grants is None:
+            grants = Grants(everything=connection.sasl_username is not None)
+            connection.context["grants"] = grants
+        return grants
+
+    def attach(self, session: Session, attach: Attach) -> None:
+        client_sends = attach.role == Role.SENDER
+        terminus = attach.target if client_sends else attach.source
+        address = terminus.address if terminus is not None else None
+        path = resource_path(address or "")
+        log.debug(
+            "connection %d: attach %r %s %s",
+            session.connection.id,
+            attach.name,
+            "sender to" if client_sends else "receiver from",
+            address,
+        )
+        link: Link
+        if path == "$cbs":
+            link = (
+                NodeRequestLink(session, attach, self, "$cbs")
+                if client_sends
+                else NodeReplyLink(session, attach, "$cbs")
+            )
+            session.register(link)
+            link.open()
+            return
+        if path.endswith("/$management"):
+            entity = path[: -len("/$management")]
+            node = f"{entity}/$management"
+            link = (
+                NodeRequestLink(session, attach, self, node)
+                if client_sends
+                else NodeReplyLink(session, attach, node)
+            )
+            session.register(link)
+            error = self._check_entity(session.connection, entity)
+            if error is not None:
+                link.refuse(*error)
+                return
+            link.open()
+            return
+        try:
+            ref = self.broker.resolve(path)
+        except EntityNotFound as exc:
+            ref = None
+            error: tuple[str, str] | None = (exc.condition, exc.message)
+        else:
+            error = self._check_entity(session.connection, ref.path)
+        if client_sends:
+            if ref is not None and error is None and not ref.sendable:
+                error = ("amqp:not-allowed", f"Cannot send to {ref.path}: send to a queue or topic")
+            if ref is not None and error is None:
+                sender = EntitySenderLink(session, attach, self, ref)
+                session.register(sender)
+                sender.open()
+                return
+            refused_sender = _RefusedIncoming(session, attach)
+            session.register(refused_sender)
+            refused_sender.refuse(*(error or ("amqp:internal-error", "unroutable")))
+            return
+        source = attach.source
+        filters = source.filter if source is not None and source.filter else {}
+        session_filter = SESSION_FILTER in filters
+        if ref is not None and error is None:
+            if not ref.receivable:
+                error = ("amqp:not-allowed", f"Cannot receive from topic {ref.path}: use a subscription")
+            elif ref.requires_session and not session_filter:
+                error = (
+                    "amqp:not-allowed",
+                    f"{ref.path} requires sessions: use a session receiver",
+                )
+            elif session_filter and not ref.requires_session:
+                error = ("amqp:not-allowed", f"{ref.path} is not session-enabled")
+        if ref is None or error is not None:
+            refused = _RefusedOutgoing(session, attach)
+            session.register(refused)
+            refused.refuse(*(error or ("amqp:internal-error", "unroutable")))
+            return
+        receiver = EntityReceiverLink(session, attach, self, ref, session_filter=session_filter)
+        session.register(receiver)
+        receiver.start()
+
+    def _check_entity(self, connection: Connection, path: str) -> tuple[str, str] | None:
+        try:
+            ref = self.broker.resolve(path)
+        except EntityNotFound as exc:
+            return (exc.condition, exc.message)
+        if not self.grants(connection).allows(ref.entity, self.clock.now()) and not self.grants(
+            connection
+        ).allows(ref.path, self.clock.now()):
+            return (
+                "amqp:unauthorized-access",
+                f"Unauthorized access to '{ref.path}': put a valid token for it on $cbs first",
+            )
+        return None
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def handle_request(self, link: NodeRequestLink, request: Any) -> Any:
+        connection = link.session.connection
+        if link.node == "$cbs":
+            return self.cbs.handle(request, self.grants(connection))
+        entity = link.node[: -len("/$management")]
+
+        def owners(path: str, session_id: str, link_name: str | None) -> Any:
+            return self._session_owner(connection, path, session_id, link_name)
+
+        try:
+            ref = self.broker.resolve(entity)
+        except EntityNotFound:
+            return self.management.handle(entity, request, owners)
+        return self.management.handle(ref.path, request, owners)
+
+    def _session_owner(
+        self, connection: Connection, path: str, session_id: str, link_name: str | None
+    ) -> Any:
+        """The receiver on this connection holding the session; management calls act on its behalf."""
+        candidates = [
+            link
+            for link in self.receivers.get(path.lower(), ())
+            if link.session.connection is connection
+            and link.session_id is not None
+            and link.session_id.lower() == (session_id or "").lower()
+        ]
+        for link in candidates:
+            if link_name is None or link.name == link_name:
+                return link
+        if candidates:
+            return candidates[0]
+        return connection
+
+    # -- wake-ups ----------------------------------------------------------------------------
+
+    def _on_available(self, path: str, session_id: str | None) -> None:
+        self._dirty.setdefault(path.lower(), set()).add(session_id)
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            asyncio.get_running_loop().call_soon(self._pump_dirty)
+
+    def _on_session_lost(self, path: str, session_id: str, owner: Any) -> None:
+        if isinstance(owner, EntityReceiverLink) and not owner.detached:
+            owner.session_id = None
+            owner.detach(Error(SessionLockLost.condition, f"The session lock for {session_id!r} has expired"))
+            owner.session.connection.flush()
+
+    def _pump_dirty(self) -> None:
+        self._pump_scheduled = False
+        dirty, self._dirty = self._dirty, {}
+        touched: set[Connection] = set()
+        for key, session_ids in dirty.items():
+            for waiter in list(self.session_waiters.get(key, ())):
+                if waiter.detached or waiter.attached:
+                    waiter._unlist()
+                    continue
+                waiter.try_lock(None)
+                touched.add(waiter.session.connection)
+            for link in list(self.receivers.get(key, ())):
+                if link.credit <= 0 or link.detached:
+                    continue
+                if (
+                    link.session_id is not None
+                    and None not in session_ids
+                    and not any(s is not None and s.lower() == link.session_id.lower() for s in session_ids)
+                ):
+                    continue
+                link.pump()
+                touched.add(link.session.connection)
+        for connection in touched:
+            connection.flush()
+        self.reschedule()
+
+    def reschedule(self) -> None:
+        """Arm the timer for the broker's next deadline (lock expiry, schedule, TTL)."""
+        deadline = self.broker.next_deadline()
+        if deadline == self._timer_at and self._timer is not None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._timer_at = None
+        if deadline is None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, deadline - self.clock.now())
+        self._timer_at = deadline
+        self._timer = loop.call_later(delay + 0.001, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.broker.tick()
+        self.reschedule()
+
+    def shutdown(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._timer_at = None
+
+
+class _RefusedIncoming(IncomingLink):
+    """Stands in for a client sender the broker refuses; it only lives for the attach/detach pair."""
+
+
+class _RefusedOutgoing(OutgoingLink):
+    """Stands in for a client receiver the broker refuses."""
+
+
+# ---------------------------------------------------------------------------------- emulator
+
+
+def _load(config: Any) -> EmulatorConfig:
+    if config is None:
+        return parse_config({"Queues": [], "Topics": []})
+    if isinstance(config, EmulatorConfig):
+        return config
+    if isinstance(config, (str, os.PathLike)):
+        return load_config(config)
+    if isinstance(config, Mapping):
+        return parse_config(config)
+    if isinstance(config, Iterable):
+        return parse_config(list(config))
+    raise TypeError(f"unsupported emulator config {type(config).__name__}")
+
+
+class Emulator:
+    """An embedded Service Bus namespace on a local TCP port.
+
+    ``config`` is a path to an official-emulator Config.json, its parsed dict, a list of
+    ``QueueProperties``/``TopicProperties`` (or Config.json entity objects), an ``EmulatorConfig``,
+    or None for a namespace without entities. The broker state lives as long as this object:
+    :meth:`stop` drops every connection and refuses new ones, :meth:`restart` serves again on the
+    same port with every message, lock and session state kept, as after a broker restart.
+    """
+
+    def __init__(
+        self,
+        config: Any = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        health_port: int | None = None,
+        namespace: str | None = None,
+        sas_key_name: str = DEFAULT_SAS_KEY_NAME,
+        sas_key: str = DEFAULT_SAS_KEY,
+        extra_keys: Mapping[str, str] | None = None,
+        clock: Clock | None = None,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        session_wait: float = DEFAULT_SESSION_WAIT,
+    ) -> None:
+        self.config = _load(config)
+        self.host = host
+        self.port = port
+        self.health_port = health_port
+        self.namespace = namespace or self.config.namespace
+        self.sas_key_name = sas_key_name
+        self.sas_key = sas_key
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.max_frame_size = max_frame_size
+        self.broker = Broker(self.config.entities, clock=self.clock)
+        keys = {sas_key_name: sas_key, **(extra_keys or {})}
+        self._ns = _Namespace(self.broker, keys, clock=self.clock, session_wait=session_wait)
+        self._server: asyncio.Server | None = None
+        self._health: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> Emulator:
+        """Listen (again); with ``port=0`` the first start picks a free port and keeps it."""
+        if self._closed:
+            raise RuntimeError("the emulator has been closed")
+        if self._server is not None:
+            return self
+        self._server = await asyncio.start_server(self._accept, self.host, self.port, reuse_address=True)
+        sockets = self._server.sockets or ()
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+        if self.health_port is not None and self._health is None:
+            self._health = await asyncio.start_server(self._serve_health, self.host, self.health_port)
+            hsockets = self._health.sockets or ()
+            if hsockets:
+                self.health_port = hsockets[0].getsockname()[1]
+        self._ns.reschedule()
+        log.info(
+            "Service Bus emulator listening on %s:%d (namespace %s)", self.host, self.port, self.namespace
+        )
+        return self
+
+    async def stop(self) -> None:
+        """Stop listening and drop every connection; the broker's state is kept for :meth:`restart`."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for connection in list(self._ns.connections):
+            connection.abort()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 5)
+        self._ns.shutdown()
+        log.info("Service Bus emulator on port %d stopped", self.port)
+
+    async def restart(self) -> None:
+        """A broker restart: connections drop, state survives, the same port serves again."""
+        await self.stop()
+        await self.start()
+
+    async def close(self) -> None:
+        """Stop for good, including the health endpoint."""
+        await self.stop()
+        self._closed = True
+        health, self._health = self._health, None
+        if health is not None:
+            health.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(health.wait_closed(), 5)
+
+    async def __aenter__(self) -> Emulator:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    # -- addresses ---------------------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> str:
+        return f"sb://{self.host}:{self.port}"
+
+    @property
+    def connection_string(self) -> str:
+        """What the Service Bus SDKs take; ``UseDevelopmentEmulator`` makes them skip TLS."""
+        return (
+            f"Endpoint={self.endpoint};SharedAccessKeyName={self.sas_key_name};"
+            f"SharedAccessKey={self.sas_key};UseDevelopmentEmulator=true;"
+        )
+
+    @property
+    def connections(self) -> int:
+        """Open client connections (for tests of reconnect behaviour)."""
+        return len(self._ns.connections)
+
+    # -- serving -----------------------------------------------------------------------------
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._server is None:
+            writer.transport.abort()
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        connection = Connection(reader, writer, self._ns, max_frame_size=self.max_frame_size)
+        self._ns.connections.add(connection)
+        try:
+            await connection.run()
+        except asyncio.CancelledError:
+            connection.abort()
+        except Exception:
+            log.exception("connection %d failed", connection.id)
+            connection.close(Error("amqp:internal-error", "the emulator hit an internal error"))
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def _serve_health(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """``GET /health`` as the official emulator answers it (port 5300 there)."""
+        try:
+            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            line = request.split(b"\r\n", 1)[0].decode("latin-1").split()
+            path = line[1] if len(line) >= 2 else "/"
+            if len(line) >= 1 and line[0] in ("GET", "HEAD") and path.split("?")[0] == "/health":
+                if self.running:
+                    status, body = "200 OK", b'{"status":"healthy","message":"Service is healthy."}'
+                else:
+                    status, body = (
+                        "503 Service Unavailable",
+                        b'{"status":"unhealthy","message":"Service is stopped."}',
+                    )
+            else:
+                status, body = "404 Not Found", b'{"status":"not found"}'
+            head = (
+                f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            ).encode("latin-1")
+            writer.write(head + (body if line and line[0] != "HEAD" else b""))
+            await writer.drain()
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
+            pass
+        finally:
+            writer.close()
