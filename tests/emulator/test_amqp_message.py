@@ -9,6 +9,7 @@ import pytest
 from azure.servicebus._pyamqp import _decode as sdk_decode
 from azure.servicebus._pyamqp import _encode as sdk_encode
 from azure.servicebus._pyamqp import message as sdk_message
+from azure.servicebus._pyamqp.utils import add_batch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -181,6 +182,20 @@ def test_split_batch() -> None:
     assert split_batch(Message()) == []
     with pytest.raises(DecodeError):
         split_batch(Message(body=AmqpValue([first])))
+
+
+def test_split_batch_built_by_the_sdk() -> None:
+    batch = sdk_message.BatchMessage(
+        data=[], properties=sdk_message.Properties(message_id="a1", group_id="s")
+    )
+    for message_id, body in (("a1", b"one"), ("b", b"two")):
+        add_batch(
+            batch, sdk_message.Message(properties=sdk_message.Properties(message_id=message_id), data=[body])
+        )
+    envelope = decode_message(bytes(sdk_encode.encode_payload(bytearray(), batch)))
+    assert envelope.properties.message_id == "a1"
+    parts = [decode_message(p) for p in split_batch(envelope)]
+    assert [(p.properties.message_id, p.body) for p in parts] == [("a1", [b"one"]), ("b", [b"two"])]
 
 
 @pytest.mark.parametrize(
