@@ -57,7 +57,9 @@ def _type_name(t: type) -> str:
 def _details_from_exception(exc: BaseException, *, include_stack: bool, depth: int) -> FailureDetails:
     # An orchestration-level error that already wraps details (e.g. TaskFailedError re-raised by an
     # orchestrator) keeps the original failure as its inner cause so callers can still match on it.
-    inner_exc = exc.__cause__ if exc.__cause__ is not None else exc.__context__
+    inner_exc = exc.__cause__
+    if inner_exc is None and not exc.__suppress_context__:
+        inner_exc = exc.__context__
     inner: FailureDetails | None = None
     if isinstance(exc, TaskFailedError):
         inner = exc.details

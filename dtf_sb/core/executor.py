@@ -98,6 +98,7 @@ from dtf_sb.core.tasks import CompletableTask, Task
 __all__ = ["OrchestrationExecutor", "OrchestrationSession", "OrchestratorResult"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_RUNNING = object()
 _CHANGED = "Was a change made to the orchestrator code after this instance had already started running?"
 
 
@@ -571,12 +572,16 @@ class OrchestrationSession:
             try:
                 yielded = coro.send(value) if exc is None else coro.throw(exc)
             except StopIteration as stop:
-                self._coro = None
-                self._complete_ok(stop.value)
-                return
+                returned = stop.value
             except Exception as error:  # user code failure fails the instance
                 self._coro = None
                 self._fail(error)
+                return
+            else:
+                returned = _RUNNING
+            if returned is not _RUNNING:
+                self._coro = None
+                self._complete_ok(returned)
                 return
             if not isinstance(yielded, Task):
                 self._fail(
