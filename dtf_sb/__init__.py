@@ -6,6 +6,8 @@ this module as they land (``TaskHubWorker``, ``TaskHubClient``).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dtf_sb.core import (
     ActivityContext,
     EventTimeoutError,
@@ -53,3 +55,36 @@ __all__ = [
     "when_all",
     "when_any",
 ]
+
+if TYPE_CHECKING:
+    from dtf_sb.client import OrchestrationAlreadyExistsError as OrchestrationAlreadyExistsError
+    from dtf_sb.client import TaskHubClient as TaskHubClient
+    from dtf_sb.middleware import DispatchContext as DispatchContext
+    from dtf_sb.options import JumpStartOptions as JumpStartOptions
+    from dtf_sb.options import TaskHubOptions as TaskHubOptions
+    from dtf_sb.options import WorkerOptions as WorkerOptions
+    from dtf_sb.worker import TaskHubWorker as TaskHubWorker
+
+# The Service Bus runtime is loaded on first use: importing dtf_sb (or dtf_sb.core) must not pull in
+# the Azure SDKs, so the pure core stays importable and testable on its own.
+_RUNTIME_EXPORTS = {
+    "DispatchContext": "dtf_sb.middleware",
+    "JumpStartOptions": "dtf_sb.options",
+    "OrchestrationAlreadyExistsError": "dtf_sb.client",
+    "TaskHubClient": "dtf_sb.client",
+    "TaskHubOptions": "dtf_sb.options",
+    "TaskHubWorker": "dtf_sb.worker",
+    "WorkerOptions": "dtf_sb.options",
+}
+__all__ += sorted(_RUNTIME_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    module = _RUNTIME_EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dtf_sb' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,158 @@
+"""What every dispatcher loop shares: error classification, back-off and lock renewal.
+
+Service Bus and the emulator can drop connections at any time (failover, restart); a dispatcher must
+keep going with a growing delay rather than die or spin. Renewal loops follow DTF (reference 9.2):
+renew a session lock well before it lapses while an episode runs, renew an activity message lock
+every few seconds once it is within 30 s of expiry, and stop renewing as soon as renewal fails (the
+commit will then fail and the work be redelivered, which is the safe outcome).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from azure.servicebus.exceptions import (
+    MessageLockLostError,
+    OperationTimeoutError,
+    ServiceBusCommunicationError,
+    ServiceBusConnectionError,
+    ServiceBusError,
+    ServiceBusServerBusyError,
+    SessionCannotBeLockedError,
+    SessionLockLostError,
+)
+
+__all__ = [
+    "Backoff",
+    "is_lock_lost",
+    "is_no_session_available",
+    "is_transient",
+    "renew_message_lock_while",
+    "renew_session_lock_while",
+]
+
+_log = logging.getLogger("dtf_sb.servicebus.loop")
+
+_TRANSIENT = (
+    ServiceBusConnectionError,
+    ServiceBusCommunicationError,
+    ServiceBusServerBusyError,
+    SessionCannotBeLockedError,
+    OperationTimeoutError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors worth retrying soon: the connection, not the request, was the problem."""
+    if isinstance(exc, _TRANSIENT):
+        return True
+    if isinstance(exc, ServiceBusError) and getattr(exc, "retryable", False):
+        return True
+    try:
+        from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+
+        return isinstance(exc, (ServiceRequestError, ServiceResponseError))
+    except ImportError:  # pragma: no cover - azure-core always ships with the SDK
+        return False
+
+
+def is_no_session_available(exc: BaseException) -> bool:
+    """Accepting the next session timed out because no session had messages: not an error."""
+    return isinstance(exc, OperationTimeoutError)
+
+
+def is_lock_lost(exc: BaseException) -> bool:
+    return isinstance(exc, (MessageLockLostError, SessionLockLostError))
+
+
+class Backoff:
+    """Exponential delay that resets after a success; capped so recovery is noticed reasonably soon."""
+
+    def __init__(self, first: float, maximum: float) -> None:
+        self._first = first
+        self._max = maximum
+        self._next = first
+
+    def reset(self) -> None:
+        self._next = self._first
+
+    def next_delay(self) -> float:
+        delay = self._next
+        self._next = min(self._max, self._next * 2)
+        return delay
+
+
+def _session_renew_interval(lock_duration: float) -> float:
+    """DTF: renew at (lock - 30 s) clamped to [5 s, 30 s]; shorter locks renew at half their length."""
+    if lock_duration <= 10:
+        return max(0.5, lock_duration / 2)
+    return min(30.0, max(5.0, lock_duration - 30.0))
+
+
+@contextlib.asynccontextmanager
+async def renew_session_lock_while(receiver: Any, lock_duration: float, *, what: str) -> AsyncIterator[None]:
+    """Keep the receiver's session lock alive for the duration of the block."""
+
+    async def loop() -> None:
+        interval = _session_renew_interval(lock_duration)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await receiver.session.renew_lock()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                _log.warning("renewing the session lock of %s failed: %s", what, type(exc).__name__)
+                if is_lock_lost(exc):
+                    return
+
+    task = asyncio.create_task(loop(), name=f"renew-session:{what}")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+@contextlib.asynccontextmanager
+async def renew_message_lock_while(
+    receiver: Any, message: Any, lock_duration: float, *, what: str
+) -> AsyncIterator[None]:
+    """Keep one peek-locked message's lock alive for the duration of the block (activity execution)."""
+
+    margin = min(30.0, lock_duration / 2)
+    check = min(5.0, max(0.5, lock_duration / 4))
+
+    async def loop() -> None:
+        locked_until = time.monotonic() + lock_duration
+        while True:
+            await asyncio.sleep(check)
+            if time.monotonic() < locked_until - margin:
+                continue
+            try:
+                await receiver.renew_message_lock(message)
+                locked_until = time.monotonic() + lock_duration
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                _log.warning(
+                    "renewing the message lock of %s failed (%s); giving up", what, type(exc).__name__
+                )
+                return
+
+    task = asyncio.create_task(loop(), name=f"renew-message:{what}")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

@@ -1,0 +1,170 @@
+"""The accept-next-session loop shared by the orchestration and tracking dispatchers.
+
+One fetch loop per dispatcher accepts the next session that has messages, but only after a
+concurrency slot is free, so an idle worker holds one pending accept (one connection) rather than
+one per slot. Each accepted session is processed on its own task; when it finishes the slot is
+released. Connection loss (the broker restarting, a failover) is met with an exponential back-off
+and a fresh client, never by giving up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from azure.servicebus import NEXT_AVAILABLE_SESSION
+
+from ._loop import Backoff, is_no_session_available, is_transient
+from .connection import ServiceBusConnection, redact
+
+__all__ = ["SessionDispatcher"]
+
+
+class SessionDispatcher:
+    """Base class: subclasses implement ``process_session(receiver)``."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        connection: ServiceBusConnection,
+        queue: str,
+        max_concurrent: int,
+        receive_timeout: float,
+        transient_backoff: float,
+        max_backoff: float,
+        logger: logging.Logger,
+    ) -> None:
+        self.name = name
+        self._connection = connection
+        self._queue = queue
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._receive_timeout = receive_timeout
+        self._backoff = Backoff(transient_backoff, max_backoff)
+        self._log = logger
+        self._stopping = asyncio.Event()
+        self._fetch_task: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    async def process_session(self, receiver: Any) -> None:
+        raise TypeError(f"{type(self).__name__} must implement process_session")
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    def start(self) -> None:
+        if self._fetch_task is None:
+            self._fetch_task = asyncio.create_task(self._fetch_loop(), name=f"{self.name}-fetch")
+
+    async def stop(self, *, graceful: bool, timeout: float) -> None:
+        """Stop accepting; let in-flight sessions finish (bounded) when graceful, then cancel the rest."""
+        self._stopping.set()
+        if self._fetch_task is not None:
+            self._fetch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._fetch_task
+            self._fetch_task = None
+        if graceful and self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=timeout)
+        for task in list(self._inflight):
+            task.cancel()
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=10.0)
+
+    async def _fetch_loop(self) -> None:
+        while not self._stopping.is_set():
+            client = self._connection.client(retry_total=1)
+            try:
+                async with client:
+                    await self._accept_loop(client)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                delay = self._backoff.next_delay()
+                self._log.warning(
+                    "%s lost its connection (%s: %s); reconnecting in %.1f s",
+                    self.name,
+                    type(exc).__name__,
+                    redact(str(exc))[:200],
+                    delay,
+                )
+                await self._sleep(delay)
+
+    async def _accept_loop(self, client: Any) -> None:
+        while not self._stopping.is_set():
+            await self._slots.acquire()
+            receiver = None
+            try:
+                if self._stopping.is_set():
+                    self._slots.release()
+                    return
+                receiver = client.get_queue_receiver(
+                    self._queue,
+                    session_id=NEXT_AVAILABLE_SESSION,
+                    max_wait_time=self._receive_timeout,
+                )
+                await receiver.__aenter__()
+            except asyncio.CancelledError:
+                self._slots.release()
+                if receiver is not None:
+                    await _close_quietly(receiver)
+                raise
+            except Exception as exc:
+                self._slots.release()
+                if receiver is not None:
+                    await _close_quietly(receiver)
+                if is_no_session_available(exc):
+                    continue
+                if is_transient(exc):
+                    raise
+                delay = self._backoff.next_delay()
+                self._log.error(
+                    "%s could not accept a session (%s: %s); retrying in %.1f s",
+                    self.name,
+                    type(exc).__name__,
+                    redact(str(exc))[:200],
+                    delay,
+                )
+                await self._sleep(delay)
+                continue
+            self._backoff.reset()
+            task = asyncio.create_task(self._run(receiver), name=f"{self.name}-session")
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+    async def _run(self, receiver: Any) -> None:
+        try:
+            await self.process_session(receiver)
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:
+            self._log.error(
+                "%s failed processing session %s: %s: %s",
+                self.name,
+                _session_id(receiver),
+                type(exc).__name__,
+                redact(str(exc))[:500],
+                exc_info=self._log.isEnabledFor(logging.DEBUG),
+            )
+        finally:
+            await _close_quietly(receiver)
+            self._slots.release()
+
+    async def _sleep(self, delay: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+
+
+def _session_id(receiver: Any) -> str:
+    try:
+        return str(receiver.session.session_id)
+    except Exception:
+        return "?"
+
+
+async def _close_quietly(receiver: Any) -> None:
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await asyncio.wait_for(asyncio.shield(receiver.close()), timeout=10.0)

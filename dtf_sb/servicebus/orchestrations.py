@@ -1,0 +1,285 @@
+"""The orchestration dispatcher: sessions of the orchestrator queue in, committed episodes out.
+
+Per accepted session (one orchestration instance): receive a batch in session order, load the
+history from session state, drop what was already applied, run the orchestrator (replay plus the
+new events) through the orchestration middleware, and commit the episode in the order
+``_episode`` documents. While the session is held its lock is renewed.
+
+After an episode the session is kept while more messages are immediately available, and, with
+``WorkerOptions.extended_session_idle_seconds``, for that long waiting for the next message. The
+loaded history stays in memory meanwhile, so the next episode skips reading session state and
+chunks. Losing the lock, an error or the idle window ending simply drops that memory: the next
+episode on any worker reloads from session state.
+
+Failures: an undecodable message is dead-lettered (reason ``MalformedMessage``) and the rest of the
+batch proceeds; an orchestrator this worker does not have abandons the batch after
+``type_missing_backoff`` so another worker can take it (DTF TypeMissing); any other error abandons
+the batch, and Service Bus redelivers it (dead-lettering after the maximum delivery count).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from ..core.codec import decode_task_message
+from ..core.dedupe import filter_new_events
+from ..core.errors import OrchestratorNotRegisteredError
+from ..core.executor import OrchestrationExecutor, OrchestratorResult
+from ..core.history import EventRaisedEvent, ExecutionStartedEvent
+from ..core.messages import TaskMessage
+from ..core.state import OrchestrationRuntimeState
+from ..middleware import DispatchContext, DispatchMiddleware, run_pipeline
+from ..options import TaskHubOptions, WorkerOptions
+from ._episode import ConfirmedTracking, EpisodePlan, commit_episode, plan_episode
+from ._loop import renew_session_lock_while
+from ._outbound import Outbound
+from ._senders import SenderPool
+from ._sessions import SessionDispatcher
+from .connection import ServiceBusConnection, redact
+from .faults import FaultPoints
+from .messages import MalformedMessageError, MessageEnvelope, PayloadStoreLike
+from .session_state import SessionState, SessionStateCodec
+
+__all__ = ["OrchestrationDispatcher"]
+
+_log = logging.getLogger("dtf_sb.servicebus.orchestrations")
+_UNLOADED: Any = object()
+_DRAIN_WAIT = 0.05
+
+
+class _SessionIO:
+    """``EpisodeIO`` on a locked session: sends through the pool, state and settlement on the receiver."""
+
+    def __init__(self, receiver: Any, senders: SenderPool, messages: Sequence[Any]) -> None:
+        self._receiver = receiver
+        self._senders = senders
+        self._messages = messages
+
+    async def send(self, messages: Sequence[Outbound]) -> None:
+        await self._senders.send(messages)
+
+    async def set_state(self, data: bytes | None) -> None:
+        await self._receiver.session.set_state(data)
+
+    async def complete(self) -> None:
+        await asyncio.gather(*(self._receiver.complete_message(m) for m in self._messages))
+
+
+class OrchestrationDispatcher(SessionDispatcher):
+    def __init__(
+        self,
+        *,
+        options: TaskHubOptions,
+        worker_options: WorkerOptions,
+        connection: ServiceBusConnection,
+        envelope: MessageEnvelope,
+        payloads: PayloadStoreLike | None,
+        executor: OrchestrationExecutor,
+        middlewares: Sequence[DispatchMiddleware],
+        faults: FaultPoints,
+    ) -> None:
+        super().__init__(
+            name="orchestration-dispatcher",
+            connection=connection,
+            queue=options.orchestrator_queue,
+            max_concurrent=worker_options.max_concurrent_orchestrations,
+            receive_timeout=worker_options.receive_timeout,
+            transient_backoff=worker_options.transient_backoff,
+            max_backoff=worker_options.max_backoff,
+            logger=_log,
+        )
+        self._options = options
+        self._worker_options = worker_options
+        self._envelope = envelope
+        self._payloads = payloads
+        self._codec = SessionStateCodec(options, payloads)
+        self._executor = executor
+        self._middlewares = middlewares
+        self._faults = faults
+        self._senders = SenderPool(connection, envelope)
+        self._confirmed = ConfirmedTracking()
+        self._background: set[asyncio.Task[None]] = set()
+        self.episodes = 0
+
+    async def stop(self, *, graceful: bool, timeout: float) -> None:
+        await super().stop(graceful=graceful, timeout=timeout)
+        await self._senders.close()
+
+    async def process_session(self, receiver: Any) -> None:
+        session_id = str(receiver.session.session_id)
+        loaded: SessionState | None = _UNLOADED
+        idle = self._worker_options.extended_session_idle_seconds
+        first = True
+        async with renew_session_lock_while(
+            receiver, self._options.lock_duration, what=f"instance {session_id}"
+        ):
+            while not (self._stopping.is_set() and not first):
+                wait = 1.0 if first else max(_DRAIN_WAIT, idle)
+                messages = await receiver.receive_messages(
+                    max_message_count=self._options.prefetch_count, max_wait_time=wait
+                )
+                first = False
+                if not messages:
+                    return
+                loaded, keep = await self._episode(receiver, session_id, messages, loaded)
+                if not keep:
+                    return
+
+    async def _episode(
+        self, receiver: Any, session_id: str, messages: list[Any], loaded: Any
+    ) -> tuple[Any, bool]:
+        """Run one episode; returns the in-memory session state and whether to keep the session."""
+        decoded: list[tuple[Any, TaskMessage]] = []
+        for message in messages:
+            try:
+                decoded.append((message, await self._decode(message, session_id)))
+            except MalformedMessageError as exc:
+                _log.error(
+                    "dead-lettering malformed message %s of %s: %s", message.message_id, session_id, exc
+                )
+                await receiver.dead_letter_message(
+                    message, reason="MalformedMessage", error_description=str(exc)[:1000]
+                )
+        if not decoded:
+            return loaded, True
+        batch = [m for m, _ in decoded]
+        try:
+            if loaded is _UNLOADED:
+                loaded = await self._codec.load(await receiver.session.get_state())
+            plan, result = await self._run(session_id, loaded, [t for _, t in decoded], decoded)
+            await commit_episode(
+                plan, _SessionIO(receiver, self._senders, batch), self._faults, self._confirmed
+            )
+        except OrchestratorNotRegisteredError as exc:
+            _log.warning(
+                "%s; abandoning %d message(s) of %s in %.0f s so a worker that has it can take them",
+                exc,
+                len(batch),
+                session_id,
+                self._worker_options.type_missing_backoff,
+            )
+            await self._sleep(self._worker_options.type_missing_backoff)
+            await _abandon_all(receiver, batch)
+            return _UNLOADED, False
+        except asyncio.CancelledError:
+            await _abandon_all(receiver, batch)
+            raise
+        except Exception as exc:
+            _log.error(
+                "episode of %s failed (%s: %s); abandoning %d message(s) for redelivery",
+                session_id,
+                type(exc).__name__,
+                redact(str(exc))[:500],
+                len(batch),
+                exc_info=_log.isEnabledFor(logging.DEBUG),
+            )
+            await _abandon_all(receiver, batch)
+            return _UNLOADED, False
+        self.episodes += 1
+        self._delete_chunks_later(plan)
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug(
+                "episode instance=%s batch=%d new_events=%d actions=%s status=%s",
+                session_id,
+                len(batch),
+                len(result.new_history_events) if result else 0,
+                ",".join(a.kind for g in (result.generations if result else []) for a in g.actions) or "-",
+                result.status.name if result else "unchanged",
+            )
+        if plan.next_session is None and plan.write_state:
+            return None, True
+        return plan.next_session, True
+
+    async def _decode(self, message: Any, session_id: str) -> TaskMessage:
+        body = await self._envelope.read(message)
+        try:
+            task_message = decode_task_message(body)
+        except Exception as exc:
+            raise MalformedMessageError(f"body is not a task message: {exc}") from None
+        target = task_message.orchestration_instance.instance_id
+        if target.casefold() != session_id.casefold():
+            raise MalformedMessageError(
+                f"message is addressed to instance {target!r} but arrived in session {session_id!r}"
+            )
+        event = task_message.event
+        if isinstance(event, EventRaisedEvent) and event.message_id is None:
+            # The transport id makes a redelivered copy recognisable once it is in history.
+            event.message_id = str(message.message_id)
+        return task_message
+
+    async def _run(
+        self,
+        session_id: str,
+        loaded: SessionState | None,
+        task_messages: list[TaskMessage],
+        decoded: list[tuple[Any, TaskMessage]],
+    ) -> tuple[EpisodePlan, OrchestratorResult | None]:
+        runtime = loaded.runtime_state() if loaded is not None else None
+        kept, dropped = filter_new_events(runtime or OrchestrationRuntimeState(), task_messages)
+        for item, reason in dropped:
+            _log.debug("instance %s: dropping %s (%s)", session_id, type(item.event).__name__, reason)
+        result: OrchestratorResult | None = None
+        if kept:
+            instance_id = (runtime.instance_id if runtime else None) or kept[
+                0
+            ].orchestration_instance.instance_id
+            old_events = list(loaded.events) if loaded is not None else []
+            new_events = [t.event for t in kept]
+            started = next((e for e in new_events if isinstance(e, ExecutionStartedEvent)), None)
+            name = (runtime.name if runtime and runtime.name else None) or (started.name if started else "")
+            version = (runtime.version if runtime else None) or (started.version if started else None)
+            ctx = DispatchContext(
+                kind="orchestration",
+                instance_id=instance_id,
+                execution_id=(runtime.execution_id if runtime else None)
+                or (started.orchestration_instance.execution_id if started else None),
+                name=name,
+                version=version,
+                tags=(runtime.tags if runtime else None) or (dict(started.tags) if started else {}),
+                old_events=old_events,
+                new_events=new_events,
+                runtime_state=runtime,
+                delivery_count=max((m.delivery_count or 1) for m, _ in decoded),
+            )
+
+            async def terminal(c: DispatchContext) -> None:
+                c.result = self._executor.execute(instance_id, list(c.old_events), list(c.new_events))
+
+            await run_pipeline(self._middlewares, ctx, terminal)
+            if not isinstance(ctx.result, OrchestratorResult):
+                raise TypeError(
+                    f"orchestration middleware left ctx.result as {type(ctx.result).__name__}, "
+                    "expected an OrchestratorResult"
+                )
+            result = ctx.result
+        plan = await plan_episode(
+            options=self._options, codec=self._codec, loaded=loaded, result=result, confirmed=self._confirmed
+        )
+        return plan, result
+
+    def _delete_chunks_later(self, plan: EpisodePlan) -> None:
+        if not plan.obsolete_chunks or self._payloads is None:
+            return
+        delete = getattr(self._payloads, "delete", None)
+        if delete is None:
+            return
+
+        async def run() -> None:
+            try:
+                await delete(plan.obsolete_chunks)
+            except Exception as exc:
+                _log.debug("could not delete obsolete history chunks of %s: %s", plan.instance_id, exc)
+
+        task = asyncio.create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+async def _abandon_all(receiver: Any, messages: Sequence[Any]) -> None:
+    for message in messages:
+        with contextlib.suppress(Exception):
+            await receiver.abandon_message(message)
