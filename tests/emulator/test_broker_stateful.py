@@ -95,6 +95,13 @@ class BrokerMachine(RuleBasedStateMachine):
         self.owner += 1
         lock = self.broker.accept_session(S, None, self.owner)
         self.session = lock.session_id if lock else None
+        if lock is None:  # with every session unlocked, nothing may be waiting
+            waiting = [
+                m
+                for m in self.broker.peek(S, 1, 100_000)
+                if m.state == MessageState.ACTIVE and m.lock_token is None
+            ]
+            assert waiting == [], "next-available missed a session with messages"
 
     @precondition(lambda self: self.session is not None)
     @rule(count=st.integers(1, 4))

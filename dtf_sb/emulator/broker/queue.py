@@ -76,6 +76,8 @@ class MessageStore:
         self._available: dict[str | None, list[int]] = {}
         self._queued: set[int] = set()
         self.sessions: dict[str, SessionRecord] = {}
+        self._ready_sessions: list[tuple[int, str]] = []
+        self._ready_set: set[str] = set()
         self._next_seq = 1
 
     @property
@@ -146,6 +148,8 @@ class MessageStore:
             return
         self._queued.add(msg.sequence_number)
         heapq.heappush(self._available.setdefault(self._key(msg), []), msg.sequence_number)
+        if self.settings.requires_session and msg.session_id is not None:
+            self.offer_session(msg.session_id)
 
     def _is_available(self, seq: int) -> bool:
         msg = self.messages.get(seq)
@@ -175,14 +179,29 @@ class MessageStore:
             taken.append(self.messages[seq])
         return taken
 
-    def available_session_ids(self) -> Iterator[tuple[int, str]]:
-        """(head sequence number, session id) of sessions with something to deliver now."""
-        for key in list(self._available):
-            if key is None:
-                continue
-            seq = self.head(key)
-            if seq is not None:
-                yield seq, key
+    def offer_session(self, session_id: str) -> None:
+        """Note that a session may now be unlocked with something to deliver.
+
+        Next-available acceptance pops this heap instead of scanning every session, so accepting stays
+        cheap with thousands of sessions (one per orchestration instance). Entries are validated when popped.
+        """
+        record = self.sessions.get(session_id)
+        if session_id in self._ready_set or record is None or record.is_locked:
+            return
+        head = self.head(session_id)
+        if head is not None:
+            self._ready_set.add(session_id)
+            heapq.heappush(self._ready_sessions, (head, session_id))
+
+    def next_ready_session(self) -> str | None:
+        """An unlocked session with an available message, oldest first; None if there is none."""
+        while self._ready_sessions:
+            _, session_id = heapq.heappop(self._ready_sessions)
+            self._ready_set.discard(session_id)
+            record = self.sessions.get(session_id)
+            if record is not None and not record.is_locked and self.head(session_id) is not None:
+                return session_id
+        return None
 
     # ------------------------------------------------------------------------------------------- sessions
 

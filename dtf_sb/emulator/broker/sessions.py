@@ -35,12 +35,9 @@ class SessionMixin(BrokerBase):
         self._process_time()
         store = self._session_store(path)
         if session_id is None:
-            candidates = [
-                (seq, sid) for seq, sid in store.available_session_ids() if not store.sessions[sid].is_locked
-            ]
-            if not candidates:
+            session_id = store.next_ready_session()
+            if session_id is None:
                 return None
-            session_id = min(candidates)[1]
         record = store.session(session_id)
         if record.is_locked and record.owner != owner:
             raise SessionCannotBeLocked(
@@ -67,6 +64,7 @@ class SessionMixin(BrokerBase):
                 self._unlock_failed(store, store.messages[seq], now)
         record.lock_tokens.clear()
         if store.head(record.session_id) is not None:
+            store.offer_session(record.session_id)
             self._notify(store, record.session_id)
         store.forget_if_disposable(record.session_id)
 
