@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import math
 import struct
 import uuid
@@ -195,6 +196,21 @@ def test_unencodable_values_are_refused() -> None:
         encode(Char("ab"))
     with pytest.raises(ValueError):
         Decimal32(b"abc")
+
+
+def test_subclasses_encode_like_their_nearest_base() -> None:
+    class Code(enum.IntEnum):
+        THREE = 3
+
+    class Name(str):
+        pass
+
+    class Key(Symbol):
+        pass
+
+    assert encode(Code.THREE) == encode(3)
+    assert encode(Name("a")) == encode("a")
+    assert encode(Key("a")) == encode(Symbol("a"))
 
 
 def test_encode_into_appends() -> None:

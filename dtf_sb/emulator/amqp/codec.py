@@ -716,39 +716,15 @@ _ENCODERS: dict[type, _Encoder] = {
     Array: _e_array,
 }
 
-# For subclasses of the wrapper and builtin types (enums, str subclasses, ...), most specific first.
-_FALLBACK: tuple[tuple[type, _Encoder], ...] = (
-    (bool, _e_bool),
-    (Timestamp, _e_timestamp),
-    (UByte, _e_ubyte),
-    (UShort, _e_ushort),
-    (UInt, _e_uint),
-    (ULong, _e_ulong),
-    (Byte, _e_byte),
-    (Short, _e_short),
-    (Int, _e_int),
-    (Long, _e_long),
-    (int, _e_long),
-    (Float, _e_float),
-    (float, _e_double),
-    (Symbol, _e_symbol),
-    (Char, _e_char),
-    (str, _e_string),
-    (bytes, _e_binary),
-    (dict, _e_map),
-    (list, _e_list),
-    (tuple, _e_list),
-    (_dt.datetime, _e_datetime),
-    (uuid.UUID, _e_uuid),
-)
-
 
 def _encode(buf: bytearray, value: Any) -> None:
     encoder = _ENCODERS.get(type(value))
     if encoder is None:
-        for cls, fallback in _FALLBACK:
-            if isinstance(value, cls):
-                encoder = fallback
+        # A subclass (an IntEnum, a str subclass, ...) encodes like its nearest known base.
+        for base in type(value).__mro__[1:]:
+            encoder = _ENCODERS.get(base)
+            if encoder is not None:
+                _ENCODERS[type(value)] = encoder
                 break
         else:
             raise TypeError(f"no AMQP encoding for {type(value).__name__}")
@@ -756,7 +732,10 @@ def _encode(buf: bytearray, value: Any) -> None:
 
 
 def encode_into(buf: bytearray, value: Any) -> None:
-    """Append the encoding of ``value`` to ``buf`` (lets frames be built without extra copies)."""
+    """Append the encoding of ``value`` to ``buf`` (lets frames be built without extra copies).
+
+    On error ``buf`` may hold part of the encoding; callers build into a fresh buffer.
+    """
     try:
         _encode(buf, value)
     except struct.error as exc:
