@@ -22,24 +22,40 @@ from dtf_sb.storage.errors import (
     StorageConfigurationError,
     StorageError,
 )
+from dtf_sb.storage.instances import InstanceStore
 from dtf_sb.storage.naming import HubContainers, container_names
 from dtf_sb.storage.payloads import PayloadInfo, PayloadStore
+from dtf_sb.storage.records import (
+    FINISHED_STATUSES,
+    InstanceRecord,
+    JumpStartRecord,
+    PurgeFilter,
+    PurgeResult,
+    is_finished,
+)
 
 __all__ = [
     "DEVELOPMENT_API_VERSION",
+    "FINISHED_STATUSES",
     "BlobConnectionOptions",
     "HistoryConflictError",
     "HistoryGapError",
     "HubContainers",
     "InstanceNotFinishedError",
+    "InstanceRecord",
+    "InstanceStore",
     "InvalidHubNameError",
+    "JumpStartRecord",
     "PayloadInfo",
     "PayloadNotFoundError",
     "PayloadStore",
+    "PurgeFilter",
+    "PurgeResult",
     "StorageAuthenticationError",
     "StorageConfigurationError",
     "StorageError",
     "container_names",
     "create_blob_service_client",
     "is_development_storage",
+    "is_finished",
 ]

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from azure.storage.blob.aio import BlobServiceClient
 
-from dtf_sb.storage import PayloadStore, container_names, create_blob_service_client
+from dtf_sb.storage import InstanceStore, PayloadStore, container_names, create_blob_service_client
 from dtf_sb.testing.azurite import Azurite
 
 
@@ -42,3 +42,10 @@ async def blob_service(azurite: Azurite, hub: str) -> AsyncIterator[BlobServiceC
 @pytest.fixture
 async def payload_store(blob_service: BlobServiceClient, hub: str) -> PayloadStore:
     return PayloadStore(blob_service, hub)
+
+
+@pytest.fixture
+async def instance_store(
+    blob_service: BlobServiceClient, hub: str, payload_store: PayloadStore
+) -> InstanceStore:
+    return InstanceStore(blob_service, hub, payloads=payload_store)
