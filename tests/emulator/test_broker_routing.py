@@ -11,6 +11,7 @@ from dtf_sb.emulator.broker import (
     FakeClock,
     IncomingMessage,
     InvalidOperation,
+    MessageNotFound,
     MessageState,
     QueueProperties,
     Rule,
@@ -192,3 +193,24 @@ def test_topics_and_subscriptions_are_one_way(clock: FakeClock) -> None:
         and kinds["events/Subscriptions/all"] == "subscription"
         and kinds["q"] == "queue"
     )
+
+
+def test_cancel_still_finds_topic_schedules_after_the_index_is_pruned(clock: FakeClock) -> None:
+    broker = topic_broker(clock)
+    early = broker.schedule("events", [IncomingMessage(b"e", f"e{i}") for i in range(100)], START + 1)
+    late = broker.schedule("events", [IncomingMessage(b"l", f"l{i}") for i in range(100)], START + 100)
+    clock.advance(1)
+    broker.tick()  # the early ones are active now, so their index entries are dead weight
+    broker.schedule("events", [IncomingMessage(b"x", f"x{i}") for i in range(100)], START + 100)
+    with pytest.raises(MessageNotFound):
+        broker.cancel_scheduled("events", [early[0]])
+    broker.cancel_scheduled("events", late)
+    counts = broker.entity_counts("events/Subscriptions/all")
+    assert (counts.active, counts.scheduled) == (100, 100)
+
+
+def test_schedule_leaves_the_callers_message_alone(clock: FakeClock) -> None:
+    broker = Broker([QueueProperties("q")], clock=clock)
+    message = IncomingMessage(b"x")
+    broker.schedule("q", [message], START + 10)
+    assert message.scheduled_enqueue_time is None

@@ -2,7 +2,8 @@
 
 Random sequences of sends (immediate, scheduled, with TTL), receives in both modes, every settlement,
 deferral, lock and TTL expiry by clock advances, and DLQ consumption must leave each sent message in exactly
-one place: consumed, in the dead-letter queue, or still in the queue.
+one place: consumed (completed, received-and-deleted or cancelled), in the dead-letter queue, or still in
+the queue.
 """
 
 from __future__ import annotations
@@ -156,6 +157,30 @@ class BrokerMachine(RuleBasedStateMachine):
         ]
         if deferred:
             self._took(Q, self.broker.receive_deferred(Q, deferred[:1]), False)
+
+    @rule(entity=st.sampled_from([Q, S]), index=st.integers(0, 100))
+    def cancel_a_scheduled_message(self, entity: str, index: int) -> None:
+        scheduled = [m for m in self.broker.peek(entity, 1, 100_000) if m.state == MessageState.SCHEDULED]
+        if scheduled:
+            chosen = scheduled[index % len(scheduled)]
+            self.broker.cancel_scheduled(entity, [chosen.sequence_number])
+            self.consumed[entity].append(chosen.bare)
+
+    @precondition(lambda self: any(path == Q for path, _, _ in self.held))
+    @rule(index=st.integers(0, 100))
+    def renew(self, index: int) -> None:
+        tokens = [token for path, token, _ in self.held if path == Q]
+        token = tokens[index % len(tokens)]
+        try:
+            (until,) = self.broker.renew_lock(Q, [token])
+        except MessageLockLost:
+            return
+        assert until == self.clock.now() + 10.0
+
+    @rule()
+    def owner_goes_away(self) -> None:
+        self.broker.release_owner(self.owner)
+        self.session = None
 
     @rule(seconds=st.floats(0, 25))
     def advance(self, seconds: float) -> None:

@@ -79,6 +79,7 @@ class _Sendable:
     topic_seq: int = 0
     # (sequence number returned by schedule/send) -> where the scheduled copies were stored
     scheduled: dict[int, list[tuple[MessageStore, int]]] = field(default_factory=dict)
+    scheduled_live: int = 0
 
     def next_seq(self) -> int:
         if self.receivable is not None:

@@ -8,6 +8,7 @@ dead-letters.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from ._base import BrokerBase, _Receivable, _Sendable, operation
 from .entities import SubscriptionProperties
@@ -41,15 +42,40 @@ class RoutingMixin(BrokerBase):
         self._process_time()
         target = self._sendable(path, messages)
         result: list[int] = []
-        for msg in messages:
-            msg.scheduled_enqueue_time = enqueue_time
+        for original in messages:
+            msg = replace(original, scheduled_enqueue_time=enqueue_time)
             seq, placements = self._accept(target, msg, now, 0)
             if seq is None:
-                seq = target.seen[msg.message_id][1] if msg.message_id in target.seen else 0
-            elif placements:
-                target.scheduled[seq] = placements
+                # A duplicate: answer with the number the first copy got, as a retried schedule expects.
+                assert msg.message_id is not None
+                seq = target.seen[msg.message_id][1]
+            elif target.receivable is None or placements != [(target.receivable.main, seq)]:
+                self._index_scheduled(target, seq, placements)
             result.append(seq)
         return result
+
+    def _index_scheduled(
+        self, target: _Sendable, seq: int, placements: list[tuple[MessageStore, int]]
+    ) -> None:
+        """Remember where a forwarded or fanned-out scheduled message landed, for ``cancel_scheduled``.
+
+        Entries of messages that have since become active are dropped whenever the index doubles, so a
+        long run of timers does not grow it without bound.
+        """
+        target.scheduled[seq] = placements
+        if len(target.scheduled) >= max(64, 2 * target.scheduled_live):
+            target.scheduled = {
+                key: live
+                for key, where in target.scheduled.items()
+                if (
+                    live := [
+                        (s, n)
+                        for s, n in where
+                        if n in s.messages and s.messages[n].state == MessageState.SCHEDULED
+                    ]
+                )
+            }
+            target.scheduled_live = len(target.scheduled)
 
     @operation
     def cancel_scheduled(self, path: str, sequence_numbers: Iterable[int]) -> None:
