@@ -150,7 +150,7 @@ class OrchestrationDispatcher(SessionDispatcher):
         try:
             if loaded is _UNLOADED:
                 loaded = await self._codec.load(await receiver.session.get_state())
-            plan, result = await self._run(session_id, loaded, [t for _, t in decoded], decoded)
+            plan, result = await self._decide(session_id, loaded, [t for _, t in decoded], decoded)
             await commit_episode(
                 plan, _SessionIO(receiver, self._senders, batch), self._faults, self._confirmed
             )
@@ -211,7 +211,7 @@ class OrchestrationDispatcher(SessionDispatcher):
             event.message_id = str(message.message_id)
         return task_message
 
-    async def _run(
+    async def _decide(
         self,
         session_id: str,
         loaded: SessionState | None,
