@@ -466,3 +466,37 @@ def test_listeners_hear_about_expiries_applied_by_a_failing_operation(clock: Fak
         broker.complete("orders", m.lock_token)  # applies the expiry first, then fails
     assert calls == [("Orders", None)]
     assert broker.next_deadline() is None
+
+
+def test_a_failing_listener_does_not_fail_the_operation(clock: FakeClock) -> None:
+    broker = make(clock)
+    heard: list[str] = []
+
+    def broken(path: str, session_id: str | None) -> None:
+        raise RuntimeError("listener bug")
+
+    broker.add_listener(broken)
+    broker.add_listener(lambda path, sid: heard.append(path))
+    assert broker.send("orders", [msg()]) == [1]
+    assert heard == ["Orders"]
+    broker.remove_listener(broken)
+    broker.send("orders", [msg()])
+    assert heard == ["Orders", "Orders"]
+
+
+def test_unknown_receive_mode_is_refused(clock: FakeClock) -> None:
+    broker = make(clock)
+    broker.send("orders", [msg()])
+    with pytest.raises(InvalidOperation):
+        broker.receive("orders", max_count=1, mode="peek")  # type: ignore[arg-type]
+    assert broker.entity_counts("orders").active == 1
+
+
+def test_fake_clock_never_goes_backwards() -> None:
+    clock = FakeClock(100.0)
+    with pytest.raises(ValueError):
+        clock.advance(-1)
+    with pytest.raises(ValueError):
+        clock.set(99.0)
+    clock.set(150.0)
+    assert clock.advance(5) == 155.0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import heapq
 import itertools
+import logging
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from .messages import BrokerMessage, EntityRef, IncomingMessage, MessageState, O
 from .queue import MessageStore, SessionRecord, StoreSettings
 
 __all__ = ["AvailabilityListener", "BrokerBase", "SessionLostListener", "operation"]
+
+log = logging.getLogger("dtf_sb.emulator.broker")
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -220,13 +223,22 @@ class BrokerBase:
                 if self._pending_lost:
                     path, sid, owner = self._pending_lost.pop(0)
                     for lost_cb in list(self._lost_listeners):
-                        lost_cb(path, sid, owner)
+                        self._call_listener(lost_cb, path, sid, owner)
                     continue
                 path, maybe_sid = self._pending.pop(0)
                 for cb in list(self._listeners):
-                    cb(path, maybe_sid)
+                    self._call_listener(cb, path, maybe_sid)
         finally:
             self._flushing = False
+
+    @staticmethod
+    def _call_listener(callback: Callable[..., None], *args: Any) -> None:
+        # The operation that caused the notification has already taken effect; a failing listener must not
+        # make it look failed to its caller (a send reported as failed would be retried and duplicated).
+        try:
+            callback(*args)
+        except Exception:
+            log.exception("broker listener %r failed for %r", callback, args)
 
     # --------------------------------------------------------------------------------------------- time
 

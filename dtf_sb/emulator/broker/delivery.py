@@ -23,6 +23,11 @@ MAX_DELIVERY_REASON = "MaxDeliveryCountExceeded"
 TTL_EXPIRED_REASON = "TTLExpiredException"
 
 
+def _check_mode(mode: str) -> None:
+    if mode not in ("peek_lock", "receive_and_delete"):
+        raise InvalidOperation(f"Unknown receive mode {mode!r}: use 'peek_lock' or 'receive_and_delete'")
+
+
 class DeliveryMixin(BrokerBase):
     """Receive-side operations of ``Broker``; settlement raises lock-lost errors the SDK maps exactly."""
 
@@ -41,6 +46,7 @@ class DeliveryMixin(BrokerBase):
         On a session entity the caller must hold ``session_id``'s lock as ``owner``. An empty list means
         nothing is available; the server waits for a listener call.
         """
+        _check_mode(mode)
         now = self._now()
         self._process_time()
         store = self._store(path)
@@ -79,6 +85,7 @@ class DeliveryMixin(BrokerBase):
         owner: Owner | None = None,
     ) -> list[BrokerMessage]:
         """``receive-by-sequence-number``: all-or-nothing, MessageNotFound names the first missing one."""
+        _check_mode(mode)
         now = self._now()
         self._process_time()
         store = self._store(path)
