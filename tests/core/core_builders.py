@@ -16,6 +16,7 @@ from dtf_sb.core import (
     HistoryEvent,
     OrchestrationExecutor,
     OrchestrationInstance,
+    OrchestrationRuntimeState,
     OrchestrationSession,
     OrchestratorResult,
     Registry,
@@ -135,12 +136,13 @@ class Driver:
         self.live: OrchestrationSession | None = None
         self.clock = T0
         self.results: list[OrchestratorResult] = []
+        self.custom_status: str | None = None
 
     def step(self, *events: HistoryEvent, advance: timedelta = timedelta(seconds=1)) -> OrchestratorResult:
         now = self.clock
-        result = self.executor.execute(
-            self.instance_id, copy_events(self.history), copy_events(events), now=now
-        )
+        # as the transport does: the stored state carries the custom status along with the events
+        loaded = OrchestrationRuntimeState(copy_events(self.history), custom_status=self.custom_status)
+        result = self.executor.execute(self.instance_id, loaded, copy_events(events), now=now)
         if self.check_live:
             if self.live is None:
                 self.live = self.executor.start(self.instance_id, [], copy_events(events), now=now)
@@ -153,6 +155,7 @@ class Driver:
             if generation is not result:
                 self.generations.append(self.history)
                 self.history = []
+        self.custom_status = result.custom_status
         self.clock = now + advance
         self.results.append(result)
         return result
