@@ -6,7 +6,8 @@ TRUE/FALSE, NULL), ``IS [NOT] NULL``, ``[NOT] IN (...)``, ``[NOT] LIKE`` with ``
 ``sys.<Name>`` (system properties such as MessageId, CorrelationId, ContentType, Label, To, ReplyTo,
 ReplyToSessionId, SessionId), ``user.<name>`` or a bare name (application properties). Arithmetic and
 functions other than EXISTS are not supported and are rejected when the filter is built, so a rule never
-silently matches differently than on Service Bus.
+silently matches differently than on Service Bus. Logic is three-valued as in SQL: a comparison with a
+missing property is unknown, NOT keeps it unknown, and only a true result matches.
 """
 
 from __future__ import annotations
@@ -180,6 +181,25 @@ def _compare(op: str, left: Any, right: Any) -> bool | None:
         return None
 
 
+# SQL three-valued logic: None is "unknown" (a missing property, a type mismatch); only True matches.
+
+
+def _and(a: bool | None, b: bool | None) -> bool | None:
+    if a is False or b is False:
+        return False
+    return None if a is None or b is None else True
+
+
+def _or(a: bool | None, b: bool | None) -> bool | None:
+    if a is True or b is True:
+        return True
+    return None if a is None or b is None else False
+
+
+def _not(a: bool | None) -> bool | None:
+    return None if a is None else not a
+
+
 def _like(pattern: str) -> re.Pattern[str]:
     out = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
     return re.compile(out, re.DOTALL)
@@ -211,7 +231,7 @@ class _Parser:
         while self.peek() == "OR":
             self.take()
             right = self.term()
-            left = (lambda a, b: lambda m: a(m) or b(m))(left, right)
+            left = (lambda a, b: lambda m: _or(a(m), b(m)))(left, right)
         return left
 
     def term(self) -> Predicate:
@@ -219,7 +239,7 @@ class _Parser:
         while self.peek() == "AND":
             self.take()
             right = self.factor()
-            left = (lambda a, b: lambda m: a(m) and b(m))(left, right)
+            left = (lambda a, b: lambda m: _and(a(m), b(m)))(left, right)
         return left
 
     def factor(self) -> Predicate:
@@ -227,7 +247,7 @@ class _Parser:
         if kind == "NOT":
             self.take()
             inner = self.factor()
-            return lambda m: not inner(m)
+            return lambda m: _not(inner(m))
         if kind == "(":
             self.take()
             inner = self.expr()
@@ -239,8 +259,11 @@ class _Parser:
             get = _property(self.take("ident"))
             self.take(")")
             return lambda m: get(m) is not None
+        bare_literal = self.peek() == "lit" and isinstance(self.tokens[self.i][1], bool)
         left = self.operand()
         kind = self.peek()
+        if bare_literal and kind in ("end", "AND", "OR", ")"):
+            return left  # TRUE / FALSE on their own
         if kind == "IS":
             self.take()
             negate = self.peek() == "NOT"
@@ -261,17 +284,19 @@ class _Parser:
                 self.take()
                 values.append(self.take("lit"))
             self.take(")")
-            return lambda m: (left(m) is not None) and ((left(m) in values) != negate)
+            return lambda m: None if left(m) is None else ((left(m) in values) != negate)
         if kind == "LIKE":
             self.take()
             pattern = _like(self.take("lit"))
-            return lambda m: isinstance(left(m), str) and (bool(pattern.fullmatch(left(m))) != negate)
+            return lambda m: (
+                (bool(pattern.fullmatch(left(m))) != negate) if isinstance(left(m), str) else None
+            )
         if negate:
             raise ValueError("NOT must be followed by IN or LIKE here in SQL filter")
         if kind in ("=", "<>", "!=", "<", "<=", ">", ">="):
             op = self.take()
             right = self.operand()
-            return lambda m: bool(_compare(op, left(m), right(m)))
+            return lambda m: _compare(op, left(m), right(m))
         raise ValueError(f"expected a comparison in SQL filter, found {self.tokens[self.i][1]!r}")
 
     def operand(self) -> Predicate:
@@ -298,4 +323,4 @@ class SqlFilter:
         object.__setattr__(self, "_predicate", _Parser(self.expression).parse())
 
     def matches(self, message: MessageView) -> bool:
-        return bool(self._predicate(message))
+        return self._predicate(message) is True
