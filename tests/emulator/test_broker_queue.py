@@ -500,3 +500,16 @@ def test_fake_clock_never_goes_backwards() -> None:
         clock.set(99.0)
     clock.set(150.0)
     assert clock.advance(5) == 155.0
+
+
+def test_dead_letter_queue_is_browsed_in_sequence_order(clock: FakeClock) -> None:
+    broker = make(clock)
+    broker.send("orders", [msg(bytes([i])) for i in range(1, 6)])
+    got = {m.sequence_number: m for m in broker.receive("orders", max_count=5)}
+    for seq in (5, 2, 4):
+        token = got[seq].lock_token
+        assert token is not None
+        broker.dead_letter("orders", token)
+    assert [m.sequence_number for m in broker.peek("orders/$DeadLetterQueue", 1, 10)] == [2, 4, 5]
+    assert [m.sequence_number for m in broker.peek("orders/$DeadLetterQueue", 3, 10)] == [4, 5]
+    assert [m.sequence_number for m in broker.receive("orders/$DeadLetterQueue", max_count=10)] == [2, 4, 5]
