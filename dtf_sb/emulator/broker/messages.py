@@ -101,14 +101,16 @@ class BrokerMessage:
         return self.lock_token is not None
 
     def snapshot(self) -> BrokerMessage:
-        """A copy whose mutable parts are independent of the stored record."""
-        from dataclasses import replace
+        """A copy whose mutable parts are independent of the stored record.
 
-        return replace(
-            self,
-            annotations=dict(self.annotations),
-            modified_properties=dict(self.modified_properties),
-        )
+        Copies the instance dictionary directly: ``dataclasses.replace`` re-runs ``__init__`` and was the
+        single largest cost of a receive.
+        """
+        copy = object.__new__(BrokerMessage)
+        copy.__dict__.update(self.__dict__)
+        copy.annotations = dict(self.annotations)
+        copy.modified_properties = dict(self.modified_properties)
+        return copy
 
 
 @dataclass(frozen=True)
