@@ -1,8 +1,9 @@
 """Storage of one receivable sub-queue: a queue's or subscription's main queue or its dead-letter queue.
 
 The store only indexes messages (by sequence number, by lock token, and a per-session heap of what is
-available now); the state transitions and their timing live in ``broker``. Keeping the indexes here lets
-the broker stay a set of readable rules rather than bookkeeping.
+available now, and which sessions are ready for next-available acceptance); the state transitions and
+their timing live in the broker's operation modules (``routing``, ``delivery``, ``sessions``). Keeping the
+indexes here lets those stay a set of readable rules rather than bookkeeping.
 """
 
 from __future__ import annotations

@@ -92,6 +92,7 @@ class SessionMixin(BrokerBase):
 
     @operation
     def get_session_state(self, path: str, session_id: str, owner: Owner) -> bytes | None:
+        """The session state, None when cleared or never set; only the lock holder may read it."""
         now = self._now()
         self._process_time()
         record = self._session_for(self._session_store(path), session_id, owner, now)
@@ -120,7 +121,8 @@ class SessionMixin(BrokerBase):
     ) -> list[str]:
         """Sessions with messages or state (``get-message-sessions``).
 
-        With ``last_updated_since`` only sessions whose state or messages changed at or after that time.
+        With ``last_updated_since`` only sessions whose state or messages changed at or after that time; the
+        server maps the SDK's ``DateTime.MaxValue`` sentinel to None. Order is the order sessions appeared.
         """
         self._process_time()
         store = self._session_store(path)
