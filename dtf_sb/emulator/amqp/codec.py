@@ -106,10 +106,23 @@ _constant(0x41, True)
 _constant(0x42, False)
 _constant(0x43, UInt(0))
 _constant(0x44, ULong(0))
-_fixed(0x50, _u8, 1, UByte)
+
+
+def _cached_byte(code: int, cache: list[Any]) -> None:
+    """One-byte values (handles, small counts, section descriptors) come from a prebuilt table."""
+
+    def dec(data: Any, offset: int, depth: int) -> tuple[Any, int]:
+        return cache[data[offset]], offset + 1
+
+    _DECODERS[code] = dec
+
+
+_SMALL_UINT = [UInt(i) for i in range(256)]
+_SMALL_ULONG = [ULong(i) for i in range(256)]
+_cached_byte(0x52, _SMALL_UINT)
+_cached_byte(0x53, _SMALL_ULONG)
+_cached_byte(0x50, [UByte(i) for i in range(256)])
 _fixed(0x51, _i8, 1, Byte)
-_fixed(0x52, _u8, 1, UInt)
-_fixed(0x53, _u8, 1, ULong)
 _fixed(0x54, _i8, 1, Int)
 _fixed(0x55, _i8, 1, Long)
 _fixed(0x60, _u16, 2, UShort)
@@ -218,7 +231,12 @@ def _list(width: int) -> _Decoder:
         for _ in range(count):
             if pos >= end:
                 raise DecodeError("list elements run past the list's size")
-            value, pos = table[data[pos]](data, pos + 1, depth)
+            code = data[pos]
+            if code == 0x40:  # performative and section lists are mostly nulls
+                append(None)
+                pos += 1
+                continue
+            value, pos = table[code](data, pos + 1, depth)
             append(value)
         if pos > end:
             raise DecodeError("list elements run past the list's size")
