@@ -272,3 +272,17 @@ def test_lock_lost_for_unknown_tokens_on_non_session_dlq(broker: Broker) -> None
         broker.complete(f"{Q}/$DeadLetterQueue", uuid.uuid4())
     with pytest.raises(SessionLockLost):
         broker.complete(Q, uuid.uuid4())
+
+
+def test_entity_refs_tell_the_server_how_to_attach(broker: Broker) -> None:
+    main = broker.resolve(Q.upper())
+    assert (main.path, main.kind, main.requires_session, main.lock_duration, main.max_message_size) == (
+        Q,
+        "queue",
+        True,
+        30.0,
+        100,
+    )
+    assert main.sendable and main.receivable
+    dead = broker.resolve(f"{Q}/$DeadLetterQueue")
+    assert (dead.requires_session, dead.sendable, dead.receivable) == (False, False, True)
