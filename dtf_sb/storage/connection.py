@@ -43,6 +43,21 @@ __all__ = [
 DEVELOPMENT_API_VERSION = "2025-11-05"
 _DEVELOPMENT_ACCOUNT = "devstoreaccount1"
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+_KNOWN_PARTS = frozenset(
+    {
+        "defaultendpointsprotocol",
+        "accountname",
+        "accountkey",
+        "sharedaccesssignature",
+        "blobendpoint",
+        "queueendpoint",
+        "tableendpoint",
+        "fileendpoint",
+        "endpointsuffix",
+        "usedevelopmentstorage",
+        "developmentstorageproxyuri",
+    }
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,7 +149,8 @@ def create_blob_service_client(
             and ("accountkey" in parts or "sharedaccesssignature" in parts or "blobendpoint" in parts)
         )
         if not usable:
-            present = ", ".join(sorted(parts)) or "none"
+            # only recognised part names: in a mangled string a "name" can be a piece of the key
+            present = ", ".join(sorted(_KNOWN_PARTS.intersection(parts))) or "none recognised"
             raise StorageConfigurationError(
                 "the Blob Storage connection string has no account: it needs AccountName and AccountKey "
                 "(or SharedAccessSignature, or BlobEndpoint), or UseDevelopmentStorage=true; parts "
@@ -162,8 +178,14 @@ def create_blob_service_client(
         ) from None
 
 
+def _error_code(exc: HttpResponseError) -> str:
+    """The service's error code as sent (the SDK may wrap it in an enum whose str() is the enum name)."""
+    code = exc.error_code
+    return str(getattr(code, "value", code) or "")
+
+
 def _is_auth_failure(exc: HttpResponseError) -> bool:
-    code = str(exc.error_code or "")
+    code = _error_code(exc)
     return exc.status_code in (401, 403) and ("Authentication" in code or "Authorization" in code or not code)
 
 
@@ -197,7 +219,7 @@ def _endpoint(client: BlobServiceClient) -> str:
 def _auth_message(client: BlobServiceClient, exc: HttpResponseError) -> str:
     return (
         f"Blob Storage at {_endpoint(client)} refused the credentials of account {client.account_name!r} "
-        f"(HTTP {exc.status_code} {exc.error_code or ''}): check the account key, SAS token or the "
+        f"(HTTP {exc.status_code} {_error_code(exc)}): check the account key, SAS token or the "
         "credential's role assignment"
     )
 

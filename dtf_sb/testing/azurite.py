@@ -109,7 +109,8 @@ class Azurite:
 
     Use it as a context manager (``with Azurite() as azurite`` or ``async with``), or call
     :meth:`start` and :meth:`stop` yourself. :attr:`connection_string` is ready for
-    ``dtf_sb.storage.create_blob_service_client``.
+    ``dtf_sb.storage.create_blob_service_client``. ``skip_api_version_check=False`` starts it the way
+    developers often run it by hand, to check that clients pin an API version Azurite accepts.
     """
 
     def __init__(
@@ -118,11 +119,13 @@ class Azurite:
         executable: str | os.PathLike[str] | None = None,
         port: int | None = None,
         startup_timeout: float = 30.0,
+        skip_api_version_check: bool = True,
         extra_args: tuple[str, ...] = (),
     ) -> None:
         self._executable = Path(executable) if executable is not None else None
         self._requested_port = port
         self._startup_timeout = startup_timeout
+        self._skip_api_version_check = skip_api_version_check
         self._extra_args = extra_args
         self._process: subprocess.Popen[bytes] | None = None
         self._data_dir: str | None = None
@@ -211,7 +214,7 @@ class Azurite:
             "--location",
             data_dir,
             "--silent",
-            "--skipApiVersionCheck",
+            *(["--skipApiVersionCheck"] if self._skip_api_version_check else []),
             "--loose",
             "--disableTelemetry",
             *self._extra_args,
