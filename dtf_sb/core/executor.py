@@ -47,13 +47,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
+from dtf_sb.core._decisions import MATCHING_ACTION, describe_action, describe_event, history_event_for
 from dtf_sb.core.actions import (
     CompleteOrchestrationAction,
-    CreateSubOrchestrationAction,
-    CreateTimerAction,
     OrchestratorAction,
-    ScheduleTaskAction,
-    SendEventAction,
 )
 from dtf_sb.core.codec import decode_payload, encode_payload
 from dtf_sb.core.context import ActionTask, OrchestrationContext, derive_execution_id
@@ -137,80 +134,6 @@ class OrchestratorResult:
         return [*self.previous_generations, self]
 
 
-def _describe(action: OrchestratorAction | None) -> str:
-    if action is None:
-        return "nothing"
-    if isinstance(action, ScheduleTaskAction):
-        return f"activity task {action.name!r}"
-    if isinstance(action, CreateSubOrchestrationAction):
-        return f"sub-orchestration task {action.name!r}"
-    if isinstance(action, CreateTimerAction):
-        return "timer task"
-    if isinstance(action, SendEventAction):
-        return f"send-event {action.name!r}"
-    return f"orchestration completion ({action.status.name.lower()})"  # type: ignore[attr-defined]
-
-
-def _describe_event(event: HistoryEvent) -> str:
-    if isinstance(event, TaskScheduledEvent):
-        return f"activity task {event.name!r}"
-    if isinstance(event, SubOrchestrationInstanceCreatedEvent):
-        return f"sub-orchestration task {event.name!r}"
-    if isinstance(event, TimerCreatedEvent):
-        return "timer task"
-    if isinstance(event, EventSentEvent):
-        return f"send-event {event.name!r}"
-    return type(event).__name__
-
-
-def _history_event_for(action: OrchestratorAction, timestamp: datetime) -> HistoryEvent:
-    if isinstance(action, ScheduleTaskAction):
-        return TaskScheduledEvent(
-            event_id=action.id,
-            timestamp=timestamp,
-            name=action.name,
-            version=action.version,
-            input=action.input,
-            tags=dict(action.tags),
-        )
-    if isinstance(action, CreateTimerAction):
-        return TimerCreatedEvent(event_id=action.id, timestamp=timestamp, fire_at=action.fire_at)
-    if isinstance(action, CreateSubOrchestrationAction):
-        return SubOrchestrationInstanceCreatedEvent(
-            event_id=action.id,
-            timestamp=timestamp,
-            name=action.name,
-            instance_id=action.instance_id,
-            version=action.version,
-            input=action.input,
-            tags=dict(action.tags),
-        )
-    if isinstance(action, SendEventAction):
-        return EventSentEvent(
-            event_id=action.id,
-            timestamp=timestamp,
-            instance_id=action.instance_id,
-            name=action.name,
-            input=action.data,
-        )
-    assert isinstance(action, CompleteOrchestrationAction)
-    if action.status is OrchestrationStatus.CONTINUED_AS_NEW:
-        return ContinueAsNewEvent(event_id=action.id, timestamp=timestamp, result=action.result)
-    return ExecutionCompletedEvent(
-        event_id=action.id,
-        timestamp=timestamp,
-        orchestration_status=action.status,
-        result=action.result,
-        failure_details=action.failure_details,
-    )
-
-
-_MATCHING: dict[type, type] = {
-    TaskScheduledEvent: ScheduleTaskAction,
-    TimerCreatedEvent: CreateTimerAction,
-    SubOrchestrationInstanceCreatedEvent: CreateSubOrchestrationAction,
-    EventSentEvent: SendEventAction,
-}
 _PASS_WHILE_SUSPENDED = (
     ExecutionResumedEvent,
     ExecutionTerminatedEvent,
@@ -248,7 +171,9 @@ class OrchestrationExecutor:
         now: datetime | None = None,
     ) -> OrchestratorResult:
         """Replay ``old_events`` and run one episode on ``new_events``."""
-        return self.start(instance_id, old_events, new_events, now=now).result
+        session = self.start(instance_id, old_events, new_events, now=now)
+        session.close()
+        return session.result
 
     def start(
         self,
@@ -295,6 +220,7 @@ class OrchestrationSession:
         self.registry = executor.registry
         self.instance_id = instance_id
         self._result: OrchestratorResult | None = None
+        self._closed = False
         self._handlers: dict[type, Callable[[Any], None]] = {
             OrchestratorStartedEvent: self._on_orchestrator_started,
             OrchestratorCompletedEvent: self._ignore,
@@ -334,10 +260,29 @@ class OrchestrationSession:
     def is_completed(self) -> bool:
         return self.state.is_completed
 
+    def close(self) -> None:
+        """Discard the in-memory orchestrator (after a non-extended episode, on eviction or lock loss).
+
+        Python runs an abandoned coroutine's ``finally`` blocks whenever it is garbage-collected; closing
+        here makes that happen at a known point, with ``is_replaying`` True (so the replay-safe logger
+        stays quiet) and with every context call ignored. A closed session cannot be resumed.
+        """
+        self._closed = True
+        self.is_replaying = True
+        coro, self._coro = self._coro, None
+        self._awaiting = None
+        if coro is not None:
+            try:
+                coro.close()
+            except Exception:  # user cleanup code must not break the worker
+                self._executor.logger.exception("orchestrator %s raised while being closed", self.instance_id)
+
     def resume(
         self, new_events: Iterable[HistoryEvent], *, now: datetime | None = None
     ) -> OrchestratorResult:
         """Apply one more batch (one episode) to the live orchestrator."""
+        if self._closed:
+            raise RuntimeError("this orchestration session was closed; start a new one from history")
         self._result = self._episode(list(new_events), now or self._executor.clock())
         return self._result
 
@@ -348,7 +293,9 @@ class OrchestrationSession:
         return action_id
 
     def emit(self, action: OrchestratorAction, task: ActionTask[Any] | None) -> None:
-        if self._completion is not None and not isinstance(action, CompleteOrchestrationAction):
+        if self._closed or (
+            self._completion is not None and not isinstance(action, CompleteOrchestrationAction)
+        ):
             return  # code running after the execution ended (e.g. a finally block on terminate)
         if task is not None:
             self._open[action.id] = task
@@ -503,7 +450,7 @@ class OrchestrationSession:
 
     # -- decisions ----------------------------------------------------------------------------------
     def _commit_action(self, action: OrchestratorAction) -> None:
-        self.state.add_event(_history_event_for(action, self.current_utc_datetime))
+        self.state.add_event(history_event_for(action, self.current_utc_datetime))
         self.state.new_events[-1].is_played = True
         self._actions.append(action)
 
@@ -643,35 +590,30 @@ class OrchestrationSession:
 
     def _on_decision_event(self, event: HistoryEvent) -> None:
         action = self._pending.pop(event.event_id, None)
-        expected = _describe_event(event)
-        problem = None
+        if action is not None and isinstance(action, MATCHING_ACTION[type(event)]):
+            recorded = getattr(event, "name", None)
+            made = getattr(action, "name", None)
+            if recorded is None or made is None or recorded == made or recorded.casefold() == made.casefold():
+                return
+        expected = describe_event(event)
         if action is None:
             problem = (
                 f"history has {expected} with id {event.event_id}, but the orchestrator code hasn't (yet?) "
                 "scheduled this task."
             )
-        elif not isinstance(action, _MATCHING[type(event)]):
+        else:
             problem = (
                 f"history has {expected} with id {event.event_id}, but the orchestrator code scheduled "
-                f"{_describe(action)} there."
+                f"{describe_action(action)} there."
             )
-        else:
-            recorded = getattr(event, "name", None)
-            made = getattr(action, "name", None)
-            if recorded is not None and made is not None and recorded.casefold() != made.casefold():
-                problem = (
-                    f"history has {expected} with id {event.event_id}, but the orchestrator code scheduled "
-                    f"{_describe(action)} there."
-                )
-        if problem is not None:
-            self._nondeterminism(
-                NonDeterminismError(
-                    f"Non-deterministic orchestration detected: {problem} {_CHANGED}",
-                    event_id=event.event_id,
-                    expected=expected,
-                    actual=_describe(action),
-                )
+        self._nondeterminism(
+            NonDeterminismError(
+                f"Non-deterministic orchestration detected: {problem} {_CHANGED}",
+                event_id=event.event_id,
+                expected=expected,
+                actual=describe_action(action),
             )
+        )
 
     def _on_task_completed(self, event: TaskCompletedEvent | SubOrchestrationInstanceCompletedEvent) -> None:
         task = self._open.pop(event.task_scheduled_id, None)
