@@ -1,49 +1,51 @@
 """The instance store: state snapshots, histories, queries, purge and jump-start records, all in blobs.
 
-Layout in the hub's ``-instances`` container (``<i>`` and ``<e>`` are encoded ids, see ``naming``)::
+The tracking dispatcher projects every episode into it; the client reads states, histories and queries
+from it. The blob layout is in ``layout``; the design choices that make it safe without transactions:
 
-    <i>/latest.json                     pointer to the newest execution (for get_state without an id)
-    <i>/executions/<e>/state.json       the caller's encoded state; metadata + index tags describe it
-    <i>/executions/<e>/history.jsonl    append blob, one event per line (see ``history_log``)
-    <i>/jumpstart/<e>.start             a start the client recorded before sending it
-
-Why this shape:
-
-* Every blob of an instance shares the prefix ``<i>/``, so existence checks, executions and purge are
-  prefix listings of one instance, never scans of the hub.
 * State blobs carry index tags (kind, status, name, created time, instance id), so queries run on
   Find Blobs by Tags instead of listing and downloading everything.
-* Every continue-as-new generation keeps its own ``state.json``; ``latest.json`` only points, and is
-  advanced monotonically by created time, so a late write of an older generation cannot move it back.
-  If a crash leaves it stale or missing, the next state write of that instance repairs it, and readers
-  fall back to listing the executions.
-* State writes carry a monotonic ``version`` (the history length); the write is conditional on the etag
+* State writes carry a monotonic ``version`` (the history length) and are conditional on the etag
   read, so a stale snapshot (a redelivered, older tracking batch) never replaces a newer one, even when
   two tracking workers race.
+* Every continue-as-new generation keeps its own ``state.json``; ``latest.json`` only points, and is
+  advanced monotonically by created time, so a late write of an older generation cannot move it back.
+  If a crash leaves it stale or missing, the redelivered state write repairs it, and readers fall back
+  to listing the executions.
+* Histories are append blobs whose lines carry their event index (``history_log``), so appends are
+  idempotent without bookkeeping outside the blob.
+* Etags and pointers this store wrote are cached as hints, which makes the common episode one state
+  upload and one append. A stale hint only costs a rejected conditional write and the slow path.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
+from collections import OrderedDict
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobProperties
-from azure.storage.blob.aio import BlobServiceClient, ContainerClient
+from azure.storage.blob.aio import BlobServiceClient
 
 from dtf_sb.storage.connection import guarded
 from dtf_sb.storage.errors import InstanceNotFinishedError, StorageError
 from dtf_sb.storage.history_log import DEFAULT_BLOCK_SIZE, HistoryLog
+from dtf_sb.storage.jump_starts import JumpStarts
+from dtf_sb.storage.layout import (
+    CONTINUED,
+    BlobContainer,
+    InstanceLayout,
+    gather_bounded,
+    newer_execution,
+)
 from dtf_sb.storage.naming import (
     container_names,
     decode_metadata,
-    encode_instance_segment,
     encode_metadata,
-    encode_segment,
     format_time,
     instance_tag,
     name_tag,
@@ -52,28 +54,31 @@ from dtf_sb.storage.naming import (
 )
 from dtf_sb.storage.payloads import PayloadInfo, PayloadStore
 from dtf_sb.storage.records import InstanceRecord, JumpStartRecord, PurgeFilter, PurgeResult, is_finished
-from dtf_sb.storage.tag_query import JUMP_START_KIND, STATE_KIND, InstanceQuery, decode_token, encode_token
+from dtf_sb.storage.tag_query import STATE_KIND, InstanceQuery, decode_token, encode_token
 
 __all__ = ["InstanceStore"]
 
-_STATE = "state.json"
-_HISTORY = "history.jsonl"
-_POINTER = "latest.json"
-_JUMP_START_SUFFIX = ".start"
-_CONTINUED = "CONTINUEDASNEW"
-_CONCURRENCY = 16
 _MAX_WRITE_ATTEMPTS = 8
+_CACHE_ENTRIES = 4096
 
 
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+class _Hints:
+    """A bounded LRU map of values this process wrote; never the only basis for skipping a write."""
 
+    def __init__(self) -> None:
+        self._entries: OrderedDict[str, Any] = OrderedDict()
 
-def _newer(created: str, status: str, than_created: str, than_status: str) -> bool:
-    """Order of executions: created time, and on a tie the one that did not continue-as-new."""
-    if created != than_created:
-        return created > than_created
-    return status_key(than_status) == _CONTINUED and status_key(status) != _CONTINUED
+    def pop(self, key: str) -> Any:
+        return self._entries.pop(key, None)
+
+    def get(self, key: str) -> Any:
+        return self._entries.get(key)
+
+    def put(self, key: str, value: Any) -> None:
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        while len(self._entries) > _CACHE_ENTRIES:
+            self._entries.popitem(last=False)
 
 
 class InstanceStore:
@@ -90,11 +95,14 @@ class InstanceStore:
         self._service = service_client
         self._hub = hub
         self._container_name = container_names(hub).instances
-        self._container: ContainerClient = service_client.get_container_client(self._container_name)
+        self._blobs = BlobContainer(service_client.get_container_client(self._container_name))
         self._payloads = payloads if payloads is not None else PayloadStore(service_client, hub)
         self._history = HistoryLog(
-            self._container, ensure_container=self._create_container, block_size=history_block_size
+            self._blobs.client, ensure_container=self._blobs.create, block_size=history_block_size
         )
+        self._jump_starts = JumpStarts(self._blobs)
+        self._state_hints = _Hints()  # state blob name -> (etag, version)
+        self._pointer_hints = _Hints()  # pointer blob name -> (execution id, created, status)
 
     def __repr__(self) -> str:
         return f"InstanceStore(hub={self._hub!r}, container={self._container_name!r})"
@@ -111,60 +119,22 @@ class InstanceStore:
     def payloads(self) -> PayloadStore:
         return self._payloads
 
-    # -- blob names ----------------------------------------------------------------------------
-
-    @staticmethod
-    def _prefix(instance_id: str) -> str:
-        return encode_instance_segment(instance_id) + "/"
-
-    def _execution_prefix(self, instance_id: str, execution_id: str) -> str:
-        return f"{self._prefix(instance_id)}executions/{encode_segment(execution_id)}/"
-
-    def _state_name(self, instance_id: str, execution_id: str) -> str:
-        return self._execution_prefix(instance_id, execution_id) + _STATE
-
-    def _history_name(self, instance_id: str, execution_id: str) -> str:
-        return self._execution_prefix(instance_id, execution_id) + _HISTORY
-
-    def _pointer_name(self, instance_id: str) -> str:
-        return self._prefix(instance_id) + _POINTER
-
-    def _jump_start_name(self, instance_id: str, execution_id: str) -> str:
-        return f"{self._prefix(instance_id)}jumpstart/{encode_segment(execution_id)}{_JUMP_START_SUFFIX}"
-
     # -- lifecycle -----------------------------------------------------------------------------
-
-    async def _create_container(self) -> None:
-        try:
-            await self._container.create_container()
-        except ResourceExistsError:
-            pass
 
     @guarded
     async def ensure(self) -> None:
         """Create the instance and payload containers if they do not exist yet."""
-        await self._create_container()
+        await self._blobs.create()
         await self._payloads.ensure()
 
     @guarded
     async def delete_store(self) -> None:
         """Delete every instance record and payload of the hub (both containers)."""
         try:
-            await self._container.delete_container()
+            await self._blobs.client.delete_container()
         except ResourceNotFoundError:
             pass
         await self._payloads.delete_store()
-
-    async def _upload(self, name: str, data: bytes, **kwargs: Any) -> dict[str, Any]:
-        """Upload, creating the container on first use rather than paying a request on every write."""
-        blob = self._container.get_blob_client(name)
-        try:
-            return await blob.upload_blob(data, overwrite=True, **kwargs)
-        except ResourceNotFoundError as exc:
-            if exc.error_code != "ContainerNotFound":
-                raise
-        await self._create_container()
-        return await blob.upload_blob(data, overwrite=True, **kwargs)
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -206,11 +176,23 @@ class InstanceStore:
         }
         if completed_time is not None:
             fields["completed"] = tags["completed"] = format_time(completed_time)
-        metadata = encode_metadata(fields)
-        blob = self._container.get_blob_client(self._state_name(instance_id, execution_id))
-        for _ in range(_MAX_WRITE_ATTEMPTS):
+        upload = {"metadata": encode_metadata(fields), "tags": tags}
+        blob_name = InstanceLayout.state(instance_id, execution_id)
+        hint = self._state_hints.pop(blob_name)
+        written = False
+        if hint is not None and version >= hint[1]:
             try:
-                properties: BlobProperties | None = await blob.get_blob_properties()
+                result = await self._blobs.upload(
+                    blob_name, state, etag=hint[0], match_condition=MatchConditions.IfNotModified, **upload
+                )
+                written = True
+            except (ResourceModifiedError, ResourceNotFoundError):
+                pass  # someone else wrote (or purged) it: decide from what is stored
+        for _ in range(0 if written else _MAX_WRITE_ATTEMPTS):
+            try:
+                properties: BlobProperties | None = await self._blobs.client.get_blob_client(
+                    blob_name
+                ).get_blob_properties()
             except ResourceNotFoundError:
                 properties = None
             condition: dict[str, Any]
@@ -219,23 +201,29 @@ class InstanceStore:
             else:
                 stored = int(decode_metadata(properties.metadata).get("version", "-1"))
                 if version < stored:
-                    return False  # the newer write already advanced the pointer (or will, on redelivery)
+                    self._state_hints.put(blob_name, (properties.etag, stored))
+                    return False  # the newer write advanced the pointer (or will, when redelivered)
                 condition = {"etag": properties.etag, "match_condition": MatchConditions.IfNotModified}
             try:
-                await self._upload(blob.blob_name, state, metadata=metadata, tags=tags, **condition)
+                result = await self._blobs.upload(blob_name, state, **condition, **upload)
+                written = True
                 break
             except (ResourceExistsError, ResourceModifiedError):
                 continue  # another writer got in between; re-read and compare versions again
-        else:
+        if not written:
             raise StorageError(
                 f"state of instance {instance_id!r} execution {execution_id!r}: gave up after "
                 f"{_MAX_WRITE_ATTEMPTS} attempts because other writers kept replacing it"
             )
+        self._state_hints.put(blob_name, (result["etag"], version))
         await self._advance_pointer(instance_id, execution_id, fields["created"], status)
         return True
 
     async def _advance_pointer(self, instance_id: str, execution_id: str, created: str, status: str) -> None:
-        blob = self._container.get_blob_client(self._pointer_name(instance_id))
+        name = InstanceLayout.pointer(instance_id)
+        if self._pointer_hints.get(name) == (execution_id, created, status):
+            return
+        blob = self._blobs.client.get_blob_client(name)
         document = json.dumps({"execution": execution_id, "created": created, "status": status}).encode()
         for _ in range(_MAX_WRITE_ATTEMPTS):
             try:
@@ -247,14 +235,16 @@ class InstanceStore:
             if current is not None:
                 if current["execution"] == execution_id:
                     if current["status"] == status:
+                        self._pointer_hints.put(name, (execution_id, created, status))
                         return
-                elif not _newer(created, status, current["created"], current["status"]):
+                elif not newer_execution(created, status, current["created"], current["status"]):
                     return
                 condition: dict[str, Any] = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
             else:
                 condition = {"match_condition": MatchConditions.IfMissing}
             try:
-                await self._upload(blob.blob_name, document, **condition)
+                await self._blobs.upload(name, document, **condition)
+                self._pointer_hints.put(name, (execution_id, created, status))
                 return
             except (ResourceExistsError, ResourceModifiedError):
                 continue
@@ -262,31 +252,16 @@ class InstanceStore:
 
     async def _latest_execution(self, instance_id: str) -> str | None:
         try:
-            stream = await self._container.get_blob_client(self._pointer_name(instance_id)).download_blob()
-            return str(json.loads(await stream.readall())["execution"])
+            blob = self._blobs.client.get_blob_client(InstanceLayout.pointer(instance_id))
+            return str(json.loads(await (await blob.download_blob()).readall())["execution"])
         except ResourceNotFoundError:
             pass
-        latest: tuple[str, str, str] | None = None
-        for properties in await self._list(self._prefix(instance_id) + "executions/"):
-            if not properties.name.endswith("/" + _STATE):
-                continue
-            fields = decode_metadata(properties.metadata)
-            candidate = (fields.get("created", ""), fields.get("status", ""), fields.get("execution", ""))
-            if latest is None or _newer(candidate[0], candidate[1], latest[0], latest[1]):
-                latest = candidate
+        latest = _latest_of(await self._blobs.list(InstanceLayout.executions_prefix(instance_id)))
         return latest[2] if latest is not None else None
-
-    async def _list(self, prefix: str) -> list[BlobProperties]:
-        try:
-            return [
-                b async for b in self._container.list_blobs(name_starts_with=prefix, include=["metadata"])
-            ]
-        except ResourceNotFoundError:
-            return []
 
     async def _read_state(self, blob_name: str) -> InstanceRecord | None:
         try:
-            stream = await self._container.get_blob_client(blob_name).download_blob()
+            stream = await self._blobs.client.get_blob_client(blob_name).download_blob()
         except ResourceNotFoundError:
             return None
         data = await stream.readall()
@@ -305,43 +280,36 @@ class InstanceStore:
         )
 
     async def _read_states(self, blob_names: Sequence[str]) -> list[InstanceRecord]:
-        semaphore = asyncio.Semaphore(_CONCURRENCY)
-
-        async def read(name: str) -> InstanceRecord | None:
-            async with semaphore:
-                return await self._read_state(name)
-
-        records = await asyncio.gather(*(read(name) for name in blob_names))
-        return [record for record in records if record is not None]
+        return [r for r in await gather_bounded(self._read_state, blob_names) if r is not None]
 
     @guarded
     async def get_state(self, instance_id: str, execution_id: str | None = None) -> InstanceRecord | None:
-        """One execution's record; without ``execution_id`` the newest execution's."""
+        """One execution's record; without ``execution_id`` the newest execution's.
+
+        ``None`` also for an instance that so far exists only as a jump-start record (scheduled, not yet
+        tracked); :meth:`get_jump_starts` shows those.
+        """
         if execution_id is None:
             execution_id = await self._latest_execution(instance_id)
             if execution_id is None:
                 return None
-        return await self._read_state(self._state_name(instance_id, execution_id))
+        return await self._read_state(InstanceLayout.state(instance_id, execution_id))
 
     @guarded
     async def get_executions(self, instance_id: str) -> list[InstanceRecord]:
         """Every execution (continue-as-new generation) of an instance, oldest first."""
-        names = [
-            p.name
-            for p in await self._list(self._prefix(instance_id) + "executions/")
-            if p.name.endswith(_STATE)
-        ]
-        records = await self._read_states(names)
-        return sorted(
-            records, key=lambda r: (format_time(r.created_time), status_key(r.status) != _CONTINUED)
-        )
+        blobs = await self._blobs.list(InstanceLayout.executions_prefix(instance_id))
+        records = await self._read_states([b.name for b in blobs if InstanceLayout.is_state(b.name)])
+        return sorted(records, key=lambda r: (format_time(r.created_time), status_key(r.status) != CONTINUED))
 
     @guarded
     async def instance_exists(self, instance_id: str) -> bool:
         """Whether anything is recorded for the id: a state, a history or only a jump-start record."""
         try:
-            pages = self._container.list_blobs(name_starts_with=self._prefix(instance_id), results_per_page=1)
-            async for _ in pages:
+            blobs = self._blobs.client.list_blobs(
+                name_starts_with=InstanceLayout.prefix(instance_id), results_per_page=1
+            )
+            async for _ in blobs:
                 return True
         except ResourceNotFoundError:
             pass
@@ -359,7 +327,7 @@ class InstanceStore:
         attempt; see ``history_log`` for the reasoning.
         """
         return await self._history.append(
-            self._history_name(instance_id, execution_id),
+            InstanceLayout.history(instance_id, execution_id),
             instance_id=instance_id,
             execution_id=execution_id,
             first_event_index=first_event_index,
@@ -373,7 +341,7 @@ class InstanceStore:
             execution_id = await self._latest_execution(instance_id)
             if execution_id is None:
                 return []
-        return await self._history.read(self._history_name(instance_id, execution_id)) or []
+        return await self._history.read(InstanceLayout.history(instance_id, execution_id)) or []
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -412,7 +380,9 @@ class InstanceStore:
             # (3.37) drops the continuation marker when a size-limited page filters out any blob, which
             # silently truncates results. Resuming after the last returned name stays correct when
             # blobs are deleted between calls (e.g. a purge walking the pages).
-            pager = self._container.find_blobs_by_tags(expressions[index]).by_page(continuation_token=marker)
+            pager = self._blobs.client.find_blobs_by_tags(expressions[index]).by_page(
+                continuation_token=marker
+            )
             try:
                 items = [item.name async for item in await pager.__anext__()]
             except StopAsyncIteration:
@@ -443,33 +413,29 @@ class InstanceStore:
         recorded start has not shown up yet. Deletes payloads first and the latest-execution pointer
         last, so a purge cut short can simply be run again.
         """
-        blobs = await self._list(self._prefix(instance_id))
-        states = [b for b in blobs if b.name.endswith("/" + _STATE)]
-        jump_starts = [b for b in blobs if b.name.endswith(_JUMP_START_SUFFIX)]
-        latest: tuple[str, str] | None = None
-        started: set[str] = set()
-        for properties in states:
-            fields = decode_metadata(properties.metadata)
-            started.add(fields.get("execution", ""))
-            candidate = (fields.get("created", ""), fields.get("status", ""))
-            if latest is None or _newer(candidate[0], candidate[1], latest[0], latest[1]):
-                latest = candidate
-        for properties in jump_starts:
-            if decode_metadata(properties.metadata).get("execution") not in started:
-                raise InstanceNotFinishedError(instance_id, "Pending")
+        blobs = await self._blobs.list(InstanceLayout.prefix(instance_id))
+        states = [b for b in blobs if InstanceLayout.is_state(b.name)]
+        jump_starts = [b for b in blobs if InstanceLayout.is_jump_start(b.name)]
+        started = {decode_metadata(b.metadata).get("execution") for b in states}
+        if any(decode_metadata(b.metadata).get("execution") not in started for b in jump_starts):
+            raise InstanceNotFinishedError(instance_id, "Pending")
+        latest = _latest_of(states)
         if latest is not None and not is_finished(latest[1]):
             raise InstanceNotFinishedError(instance_id, latest[1])
         payloads = await self._payloads.delete_instance(instance_id)
-        pointer = self._pointer_name(instance_id)
+        pointer = InstanceLayout.pointer(instance_id)
         state_names = [b.name for b in states]
         jump_start_names = [b.name for b in jump_starts]
-        history = [b.name for b in blobs if b.name.endswith("/" + _HISTORY)]
+        history = [b.name for b in blobs if InstanceLayout.is_history(b.name)]
         known = {*state_names, *jump_start_names, *history, pointer}
         others = [b.name for b in blobs if b.name not in known]
-        await self._delete([*history, *jump_start_names, *others])
-        await self._delete(state_names)
-        await self._delete([b.name for b in blobs if b.name == pointer])
-        self._history_forget(history)
+        await self._blobs.delete([*history, *jump_start_names, *others])
+        await self._blobs.delete(state_names)
+        await self._blobs.delete([b.name for b in blobs if b.name == pointer])
+        for name in [*history, *state_names, pointer]:
+            self._history.forget(name)
+            self._state_hints.pop(name)
+            self._pointer_hints.pop(name)
         return PurgeResult(
             instances=1 if states or jump_starts or history else 0,
             executions=len(states),
@@ -478,22 +444,6 @@ class InstanceStore:
             jump_starts=len(jump_starts),
             other_blobs=len(others),
         )
-
-    def _history_forget(self, names: Sequence[str]) -> None:
-        for name in names:
-            self._history.forget(name)
-
-    async def _delete(self, names: Sequence[str]) -> None:
-        semaphore = asyncio.Semaphore(_CONCURRENCY)
-
-        async def delete(name: str) -> None:
-            async with semaphore:
-                try:
-                    await self._container.delete_blob(name)
-                except ResourceNotFoundError:
-                    pass
-
-        await asyncio.gather(*(delete(name) for name in names))
 
     @guarded
     async def purge(self, purge_filter: PurgeFilter) -> PurgeResult:
@@ -532,90 +482,34 @@ class InstanceStore:
     async def put_jump_start(
         self, instance_id: str, execution_id: str, encoded_start_message: bytes, created_time: datetime
     ) -> bool:
-        """Record a start before the client sends it. Returns False if this execution's record exists."""
-        created = format_time(created_time)
-        try:
-            await self._upload(
-                self._jump_start_name(instance_id, execution_id),
-                encoded_start_message,
-                metadata=encode_metadata(
-                    {"instance": instance_id, "execution": execution_id, "created": created}
-                ),
-                tags={"kind": JUMP_START_KIND, "due": created, "iid": instance_tag(instance_id)},
-                match_condition=MatchConditions.IfMissing,
-            )
-        except ResourceExistsError:
-            return False
-        return True
-
-    async def _read_jump_start(self, blob_name: str) -> JumpStartRecord | None:
-        try:
-            stream = await self._container.get_blob_client(blob_name).download_blob()
-        except ResourceNotFoundError:
-            return None
-        data = await stream.readall()
-        fields = decode_metadata(stream.properties.metadata)
-        sent = fields.get("sent")
-        return JumpStartRecord(
-            instance_id=fields["instance"],
-            execution_id=fields["execution"],
-            created_time=parse_time(fields["created"]),
-            last_sent_time=parse_time(sent) if sent else None,
-            message=data,
-        )
+        """Record a start before the client sends it. False if this execution's record exists already
+        (a client retrying the same start), in which case the stored message is kept."""
+        return await self._jump_starts.put(instance_id, execution_id, encoded_start_message, created_time)
 
     @guarded
     async def get_jump_start(self, instance_id: str, execution_id: str) -> JumpStartRecord | None:
-        return await self._read_jump_start(self._jump_start_name(instance_id, execution_id))
+        return await self._jump_starts.read(InstanceLayout.jump_start(instance_id, execution_id))
+
+    @guarded
+    async def get_jump_starts(self, instance_id: str) -> list[JumpStartRecord]:
+        """Every jump-start record of an instance (a scheduled start not yet confirmed by tracking)."""
+        return await self._jump_starts.of_instance(instance_id)
 
     @guarded
     async def list_jump_starts(self, *, older_than: datetime, limit: int = 1000) -> list[JumpStartRecord]:
-        """Jump-start records whose grace window (from creation or the last re-send) began before
-        ``older_than``: the starts the jump-start manager should check and maybe re-send."""
-        expression = f"\"kind\" = '{JUMP_START_KIND}' AND \"due\" < '{format_time(older_than)}'"
-        names: list[str] = []
-        try:
-            async for item in self._container.find_blobs_by_tags(
-                expression, results_per_page=min(limit, 5000)
-            ):
-                names.append(item.name)
-                if len(names) >= limit:
-                    break
-        except ResourceNotFoundError:
-            return []
-        semaphore = asyncio.Semaphore(_CONCURRENCY)
-
-        async def read(name: str) -> JumpStartRecord | None:
-            async with semaphore:
-                return await self._read_jump_start(name)
-
-        records = [r for r in await asyncio.gather(*(read(n) for n in names)) if r is not None]
-        cutoff = format_time(older_than)
-        return [r for r in records if format_time(r.due_time) < cutoff]
+        """Records whose grace window (from creation or the last re-send) began before ``older_than``:
+        the starts the jump-start manager should check and maybe re-send."""
+        return await self._jump_starts.due(older_than, limit)
 
     @guarded
     async def mark_jump_start_sent(self, instance_id: str, execution_id: str, *, sent_time: datetime) -> bool:
-        """Restart the grace window after a re-send. Returns False if the record is gone meanwhile."""
-        blob = self._container.get_blob_client(self._jump_start_name(instance_id, execution_id))
-        sent = format_time(sent_time)
-        try:
-            properties = await blob.get_blob_properties()
-            fields = decode_metadata(properties.metadata)
-            fields["sent"] = sent
-            await blob.set_blob_metadata(encode_metadata(fields))
-            await blob.set_blob_tags({"kind": JUMP_START_KIND, "due": sent, "iid": instance_tag(instance_id)})
-        except ResourceNotFoundError:
-            return False
-        return True
+        """Restart the grace window after a re-send. False if the record was deleted meanwhile."""
+        return await self._jump_starts.mark_sent(instance_id, execution_id, sent_time)
 
     @guarded
     async def delete_jump_start(self, instance_id: str, execution_id: str) -> bool:
-        """Drop a jump-start record once its execution shows up in the store; False if already gone."""
-        try:
-            await self._container.delete_blob(self._jump_start_name(instance_id, execution_id))
-        except ResourceNotFoundError:
-            return False
-        return True
+        """Drop a record once its execution shows up in the store. False if it was already gone."""
+        return await self._jump_starts.delete(instance_id, execution_id)
 
     # -- payload garbage collection ------------------------------------------------------------
 
@@ -624,7 +518,7 @@ class InstanceStore:
         """Delete payloads created before ``older_than`` that no live execution can still read.
 
         A payload is kept while its execution's record says it can still run (not finished and not
-        continued-as-new), or while its instance has no record at all but a jump-start record. Payloads
+        continued-as-new), or while its instance has no record for it but a jump-start record. Payloads
         of purged, finished or superseded executions, and of executions never recorded, are deleted.
         This relies on the tracking dispatcher recording every execution: choose ``older_than`` well
         beyond the tracking lag and the longest message time-to-live.
@@ -640,12 +534,23 @@ class InstanceStore:
         return await self._payloads.collect_garbage(older_than=older_than, is_referenced=is_referenced)
 
     async def _execution_is_live(self, instance_id: str, execution_id: str) -> bool:
+        blob = self._blobs.client.get_blob_client(InstanceLayout.state(instance_id, execution_id))
         try:
-            properties = await self._container.get_blob_client(
-                self._state_name(instance_id, execution_id)
-            ).get_blob_properties()
+            properties = await blob.get_blob_properties()
         except ResourceNotFoundError:
-            jump_starts = await self._list(self._prefix(instance_id) + "jumpstart/")
-            return bool(jump_starts)
+            return bool(await self._blobs.list(InstanceLayout.jump_starts_prefix(instance_id)))
         status = decode_metadata(properties.metadata).get("status", "")
-        return not is_finished(status) and status_key(status) != _CONTINUED
+        return not is_finished(status) and status_key(status) != CONTINUED
+
+
+def _latest_of(blobs: Sequence[BlobProperties]) -> tuple[str, str, str] | None:
+    """(created, status, execution id) of the newest execution among listed state blobs."""
+    latest: tuple[str, str, str] | None = None
+    for blob in blobs:
+        if not InstanceLayout.is_state(blob.name):
+            continue
+        fields = decode_metadata(blob.metadata)
+        candidate = (fields.get("created", ""), fields.get("status", ""), fields.get("execution", ""))
+        if latest is None or newer_execution(candidate[0], candidate[1], latest[0], latest[1]):
+            latest = candidate
+    return latest

@@ -24,7 +24,6 @@ from dtf_sb.storage.records import InstanceRecord
 __all__ = ["InstanceQuery", "decode_token", "encode_token"]
 
 STATE_KIND = "state"
-JUMP_START_KIND = "jumpstart"
 
 
 @dataclass(frozen=True, kw_only=True)

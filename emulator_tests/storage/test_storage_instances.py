@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
-from azure.storage.blob.aio import BlobServiceClient
+from azure.storage.blob.aio import BlobClient, BlobServiceClient
 
 from dtf_sb.storage import (
     InstanceNotFinishedError,
@@ -16,6 +18,10 @@ from dtf_sb.storage import (
 )
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+
+
+class SimulatedCrash(Exception):
+    """The worker process dies at this point."""
 
 
 async def _put(
@@ -87,6 +93,31 @@ async def test_stale_version_never_overwrites_newer(instance_store: InstanceStor
     assert completed is None  # the tags of the stale snapshot were not written either
 
 
+async def test_stale_snapshot_from_another_worker_is_rejected(
+    blob_service: BlobServiceClient, hub: str
+) -> None:
+    first, second = InstanceStore(blob_service, hub), InstanceStore(blob_service, hub)
+    assert await _put(first, "i", status="Running", version=3)  # first caches the etag of v3
+    assert await _put(second, "i", status="Completed", version=5)
+    assert not await _put(first, "i", status="Running", version=4)  # its cached etag is stale now
+    assert await _put(first, "i", status="Completed", version=6)
+    record = await second.get_state("i")
+    assert record is not None and (record.status, record.version) == ("Completed", 6)
+
+
+async def test_racing_snapshots_leave_the_newest(blob_service: BlobServiceClient, hub: str) -> None:
+    stores = [InstanceStore(blob_service, hub) for _ in range(5)]
+    results = await asyncio.gather(
+        *(
+            _put(store, "race", status=f"S{v}", version=v)
+            for v, store in zip([4, 9, 1, 7, 3], stores, strict=True)
+        )
+    )
+    assert results[1]  # the newest can never be refused
+    record = await stores[0].get_state("race")
+    assert record is not None and (record.version, record.status) == (9, "S9")
+
+
 async def test_equal_version_is_rewritten(instance_store: InstanceStore) -> None:
     assert await _put(instance_store, "i", version=4)
     assert await _put(instance_store, "i", version=4)
@@ -107,17 +138,39 @@ async def test_continue_as_new_generations_each_keep_a_record(instance_store: In
     assert [r.execution_id for r in executions] == ["g1", "g2"]
 
 
-async def test_latest_falls_back_to_listing_when_pointer_is_missing(
+async def test_crash_before_pointer_write_is_repaired_by_redelivery(
+    instance_store: InstanceStore, blob_service: BlobServiceClient, hub: str
+) -> None:
+    await _put(instance_store, "p", "old", status="ContinuedAsNew", created=T0)
+    original = BlobClient.upload_blob
+
+    async def crash_on_pointer(self: BlobClient, *args: Any, **kwargs: Any) -> Any:
+        if self.blob_name.endswith("latest.json"):
+            raise SimulatedCrash("before the pointer write")
+        return await original(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(BlobClient, "upload_blob", crash_on_pointer)
+        with pytest.raises(SimulatedCrash):
+            await _put(instance_store, "p", "new", status="Running", created=T0 + timedelta(minutes=1))
+    restarted = InstanceStore(blob_service, hub)
+    latest = await restarted.get_state("p")  # the pointer still names "old": readers see the old one...
+    assert latest is not None and latest.execution_id == "old"
+    await _put(restarted, "p", "new", status="Running", created=T0 + timedelta(minutes=1))  # redelivery
+    latest = await restarted.get_state("p")
+    assert latest is not None and latest.execution_id == "new"
+
+
+async def test_latest_falls_back_to_listing_without_pointer(
     instance_store: InstanceStore, blob_service: BlobServiceClient
 ) -> None:
     await _put(instance_store, "p", "old", status="ContinuedAsNew", created=T0)
     await _put(instance_store, "p", "new", status="Running", created=T0 + timedelta(minutes=1))
     container = blob_service.get_container_client(instance_store.container_name)
-    await container.delete_blob("p/latest.json")  # as if a crash came before the pointer write
+    await container.delete_blob("p/latest.json")
     latest = await instance_store.get_state("p")
     assert latest is not None and latest.execution_id == "new"
-    await _put(instance_store, "p", "new", status="Running", created=T0 + timedelta(minutes=1))
-    assert await container.get_blob_client("p/latest.json").exists()  # redelivery repaired it
+    assert await instance_store.read_history("p") == []
 
 
 async def test_instance_ids_with_slashes_do_not_overlap(instance_store: InstanceStore) -> None:
@@ -275,6 +328,8 @@ async def test_jump_start_lifecycle(instance_store: InstanceStore) -> None:
     assert await instance_store.put_jump_start("fresh", "e1", b"m2", now)
     assert await instance_store.instance_exists("js")
     assert await instance_store.get_state("js") is None
+    [pending] = await instance_store.get_jump_starts("JS")
+    assert (pending.execution_id, pending.message, pending.last_sent_time) == ("e1", b"start-message", None)
 
     due = await instance_store.list_jump_starts(older_than=now - timedelta(minutes=10))
     assert [(r.instance_id, r.execution_id, r.message) for r in due] == [("js", "e1", b"start-message")]
