@@ -25,7 +25,7 @@ from uuid import UUID
 import orjson
 
 from dtf_sb.core.errors import FailureDetails, PayloadDecodingError, PayloadEncodingError
-from dtf_sb.core.history import EVENT_CLASSES, EventType, HistoryEvent
+from dtf_sb.core.history import EVENT_CLASSES, HistoryEvent
 from dtf_sb.core.messages import OrchestrationInstance, ParentInstance, TaskMessage
 from dtf_sb.core.state import OrchestrationRuntimeState, OrchestrationState
 from dtf_sb.core.status import OrchestrationStatus
@@ -276,28 +276,35 @@ _FROM: dict[str, Callable[[Any], Any]] = {
 _FIELDS: dict[type, tuple[str, ...]] = {
     cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in EVENT_CLASSES.values()
 }
+# Per class: (field, converter or None) pairs, resolved once so that decoding a long history does no
+# per-field lookups beyond the value itself.
+_ENCODERS: dict[type, tuple[tuple[str, Callable[[Any], Any] | None], ...]] = {
+    cls: tuple((name, _TO.get(name)) for name in names) for cls, names in _FIELDS.items()
+}
+_DECODERS: dict[int, tuple[type, tuple[tuple[str, Callable[[Any], Any] | None], ...]]] = {
+    int(cls.event_type): (cls, tuple((name, _FROM.get(name)) for name in names))
+    for cls, names in _FIELDS.items()
+}
 
 
 def event_to_dict(event: HistoryEvent) -> dict[str, Any]:
     """A JSON-ready dict; ``t`` is the numeric ``EventType``. Datetimes stay objects for orjson."""
     out: dict[str, Any] = {"t": int(event.event_type)}
-    for name in _FIELDS[type(event)]:
+    for name, conv in _ENCODERS[type(event)]:
         value = getattr(event, name)
-        conv = _TO.get(name)
         out[name] = conv(value) if conv is not None and value is not None else value
     return out
 
 
 def event_from_dict(value: Mapping[str, Any]) -> HistoryEvent:
     try:
-        cls = EVENT_CLASSES[EventType(value["t"])]
-    except (KeyError, ValueError) as exc:
+        cls, fields = _DECODERS[value["t"]]
+    except (KeyError, TypeError) as exc:
         raise PayloadDecodingError(f"unknown history event type in {dict(value)!r}") from exc
     kwargs: dict[str, Any] = {}
-    for name in _FIELDS[cls]:
+    for name, conv in fields:
         if name in value:
             raw = value[name]
-            conv = _FROM.get(name)
             kwargs[name] = conv(raw) if conv is not None and raw is not None else raw
     return cls(**kwargs)
 

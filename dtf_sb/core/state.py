@@ -72,12 +72,27 @@ class OrchestrationState:
         return self.orchestration_instance.execution_id
 
 
-_RESULT_TYPES = (
-    TaskCompletedEvent,
-    TaskFailedEvent,
-    SubOrchestrationInstanceCompletedEvent,
-    SubOrchestrationInstanceFailedEvent,
+# What each event type changes in the derived facts; a dict lookup by exact type keeps add_event O(1)
+# with a small constant (loading a 40,000-event history calls it 40,000 times).
+_OTHER, _RESULT, _DECISION, _FIRED, _RAISED, _STARTED, _COMPLETED, _SUSPENDED, _RESUMED = (
+    object() for _ in range(9)
 )
+_KINDS: dict[type, object] = {
+    TaskCompletedEvent: _RESULT,
+    TaskFailedEvent: _RESULT,
+    SubOrchestrationInstanceCompletedEvent: _RESULT,
+    SubOrchestrationInstanceFailedEvent: _RESULT,
+    TaskScheduledEvent: _DECISION,
+    SubOrchestrationInstanceCreatedEvent: _DECISION,
+    TimerCreatedEvent: _DECISION,
+    TimerFiredEvent: _FIRED,
+    EventRaisedEvent: _RAISED,
+    ExecutionStartedEvent: _STARTED,
+    ExecutionCompletedEvent: _COMPLETED,
+    ContinueAsNewEvent: _COMPLETED,
+    ExecutionSuspendedEvent: _SUSPENDED,
+    ExecutionResumedEvent: _RESUMED,
+}
 
 
 class OrchestrationRuntimeState:
@@ -123,30 +138,34 @@ class OrchestrationRuntimeState:
         """Append one event and update the derived facts."""
         (self.new_events if is_new else self.past_events).append(event)
         self.last_event_timestamp = event.timestamp
-        if isinstance(event, _RESULT_TYPES):
-            self.resolved_task_ids.add(event.task_scheduled_id)
-        elif isinstance(event, (TaskScheduledEvent, SubOrchestrationInstanceCreatedEvent, TimerCreatedEvent)):
+        kind = _KINDS.get(type(event), _OTHER)
+        if kind is _OTHER:
+            return
+        if kind is _RESULT:
+            self.resolved_task_ids.add(event.task_scheduled_id)  # type: ignore[attr-defined]
+        elif kind is _DECISION:
             self.scheduled_ids.add(event.event_id)
-        elif isinstance(event, TimerFiredEvent):
-            self.fired_timer_ids.add(event.timer_id)
-        elif isinstance(event, EventRaisedEvent):
-            if event.message_id is not None:
-                self.raised_message_ids.add(event.message_id)
-        elif isinstance(event, ExecutionStartedEvent):
+        elif kind is _FIRED:
+            self.fired_timer_ids.add(event.timer_id)  # type: ignore[attr-defined]
+        elif kind is _RAISED:
+            if event.message_id is not None:  # type: ignore[attr-defined]
+                self.raised_message_ids.add(event.message_id)  # type: ignore[attr-defined]
+        elif kind is _STARTED:
             if self._started is not None:
                 raise InvalidHistoryError(
                     "Multiple ExecutionStartedEvent found, potential corruption in state storage"
                 )
-            self._started = event
-        elif isinstance(event, ExecutionCompletedEvent):
+            self._started = event  # type: ignore[assignment]
+        elif kind is _COMPLETED:
+            assert isinstance(event, ExecutionCompletedEvent)
             if self._completed is None or (
                 event.orchestration_status is OrchestrationStatus.TERMINATED
                 and self._completed.orchestration_status is OrchestrationStatus.CONTINUED_AS_NEW
             ):
                 self._completed = event
-        elif isinstance(event, ExecutionSuspendedEvent):
+        elif kind is _SUSPENDED:
             self.suspended = True
-        elif isinstance(event, ExecutionResumedEvent):
+        elif kind is _RESUMED:
             self.suspended = False
 
     def commit_new_events(self) -> None:
