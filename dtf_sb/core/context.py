@@ -120,12 +120,16 @@ class _RetryingTask(CompletableTask[T]):
         if not isinstance(exc, TaskFailedError):
             self.fail(exc)
             return
-        delay = self._options.next_delay(
-            attempt=self._attempt,
-            first_attempt_at=self._first_attempt_at,
-            now=self._ctx.current_utc_datetime,
-            error=exc,
-        )
+        try:
+            delay = self._options.next_delay(
+                attempt=self._attempt,
+                first_attempt_at=self._first_attempt_at,
+                now=self._ctx.current_utc_datetime,
+                error=exc,
+            )
+        except Exception as handler_error:  # a failing ``handle`` predicate fails the task, not the worker
+            self.fail(handler_error)
+            return
         if delay is None:
             self.fail(exc)
             return

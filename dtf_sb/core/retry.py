@@ -69,9 +69,16 @@ class RetryOptions:
             return None
         if self.retry_timeout is not None and now >= first_attempt_at + self.retry_timeout:
             return None
-        seconds = self.first_interval.total_seconds() * (self.backoff_coefficient ** (attempt - 1))
+        try:
+            seconds = self.first_interval.total_seconds() * (self.backoff_coefficient ** (attempt - 1))
+        except OverflowError:
+            seconds = _MAX_DELAY_SECONDS
         if self.max_interval is not None:
             seconds = min(seconds, self.max_interval.total_seconds())
         if seconds <= 0:
             return None
-        return timedelta(seconds=seconds)
+        return timedelta(seconds=min(seconds, _MAX_DELAY_SECONDS))
+
+
+_MAX_DELAY_SECONDS = float(timedelta(days=365 * 100).total_seconds())
+"""Backoff beyond a century is clamped so the timer's fire time stays a valid datetime."""

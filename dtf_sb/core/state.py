@@ -21,6 +21,7 @@ from dtf_sb.core.history import (
     ExecutionStartedEvent,
     ExecutionSuspendedEvent,
     HistoryEvent,
+    OrchestratorStartedEvent,
     SubOrchestrationInstanceCompletedEvent,
     SubOrchestrationInstanceCreatedEvent,
     SubOrchestrationInstanceFailedEvent,
@@ -200,7 +201,7 @@ class OrchestrationRuntimeState:
         """False when events exist but none starts an execution (DTF's ``IsValid``)."""
         if self._started is not None:
             return True
-        return all(type(e).__name__ == "OrchestratorStartedEvent" for e in self)
+        return all(isinstance(e, OrchestratorStartedEvent) for e in self)
 
     @property
     def status(self) -> OrchestrationStatus:

@@ -236,3 +236,26 @@ def test_retry_delay_math_is_pure():
     error = TaskFailedError("x", failed(0).failure_details)
     delays = [options.next_delay(attempt=n, first_attempt_at=T0, now=T0, error=error) for n in (1, 2, 3, 4)]
     assert delays == [timedelta(seconds=2), timedelta(seconds=6), timedelta(seconds=18), None]
+
+
+def test_huge_backoff_is_clamped_not_an_overflow():
+    options = RetryOptions(first_interval=1, max_attempts=2000, backoff_coefficient=10)
+    error = TaskFailedError("x", failed(0).failure_details)
+    delay = options.next_delay(attempt=1500, first_attempt_at=T0, now=T0, error=error)
+    assert delay == timedelta(days=365 * 100)
+
+
+def test_failing_retry_handler_fails_the_task_not_the_worker():
+    def handle(error):
+        raise LookupError("handler bug")
+
+    async def orchestration(ctx, _):
+        try:
+            await ctx.call_activity(
+                "flaky", None, retry=RetryOptions(first_interval=1, max_attempts=3, handle=handle)
+            )
+        except LookupError as exc:
+            return str(exc)
+
+    result = run_orchestration(orchestration, activities=[("flaky", Flaky(5))])
+    assert result.output == "handler bug"
