@@ -69,6 +69,16 @@ class BlobConnectionOptions:
     credential: Any = field(default=None, repr=False)
     api_version: str | None = None
 
+    def create_client(self, **client_kwargs: Any) -> BlobServiceClient:
+        """The client these options describe (see :func:`create_blob_service_client`)."""
+        return create_blob_service_client(
+            connection_string=self.connection_string,
+            account_url=self.account_url,
+            credential=self.credential,
+            api_version=self.api_version,
+            **client_kwargs,
+        )
+
 
 def _parse_connection_string(connection_string: str) -> dict[str, str]:
     parts: dict[str, str] = {}

@@ -82,7 +82,13 @@ class _Hints:
 
 
 class InstanceStore:
-    """Instance records of one task hub, projected by the tracking dispatcher and read by the client."""
+    """Instance records of one task hub, projected by the tracking dispatcher and read by the client.
+
+    Projecting one tracked episode: :meth:`append_history` with the episode's new events first, then
+    :meth:`upsert_state` with ``version`` = the history length, then :meth:`delete_jump_start` for a
+    start that is now recorded. In that order a crash anywhere leaves a state that never claims more
+    history than is stored, and the redelivered batch completes the rest.
+    """
 
     def __init__(
         self,
@@ -384,7 +390,8 @@ class InstanceStore:
                 continuation_token=marker
             )
             try:
-                items = [item.name async for item in await pager.__anext__()]
+                # sorted here, so resuming after a name never depends on the service's order
+                items = sorted([item.name async for item in await pager.__anext__()])
             except StopAsyncIteration:
                 items = []
             except ResourceNotFoundError:

@@ -18,7 +18,6 @@ bodies here and sends (or keeps) only the key. Design choices, and why:
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
 from dtf_sb.storage.connection import guarded
 from dtf_sb.storage.errors import PayloadNotFoundError
+from dtf_sb.storage.layout import gather_bounded
 from dtf_sb.storage.naming import (
     container_names,
     decode_metadata,
@@ -43,7 +43,6 @@ from dtf_sb.storage.naming import (
 __all__ = ["PayloadInfo", "PayloadStore"]
 
 _KIND_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
-_DELETE_CONCURRENCY = 16
 
 
 @dataclass(frozen=True)
@@ -168,18 +167,15 @@ class PayloadStore:
     @guarded
     async def delete(self, keys: Iterable[str]) -> int:
         """Delete payloads by key; missing keys are skipped. Returns how many existed and were deleted."""
-        semaphore = asyncio.Semaphore(_DELETE_CONCURRENCY)
 
         async def delete_one(key: str) -> int:
-            async with semaphore:
-                try:
-                    await self._container.delete_blob(key)
-                    return 1
-                except ResourceNotFoundError:
-                    return 0
+            try:
+                await self._container.delete_blob(key)
+                return 1
+            except ResourceNotFoundError:
+                return 0
 
-        results = await asyncio.gather(*(delete_one(key) for key in keys))
-        return sum(results)
+        return sum(await gather_bounded(delete_one, list(keys)))
 
     @guarded
     async def delete_instance(self, instance_id: str) -> int:

@@ -220,3 +220,20 @@ def test_exactly_one_way_to_connect() -> None:
 def test_options_repr_hides_secrets() -> None:
     options = BlobConnectionOptions(connection_string=f"AccountName=a;AccountKey={SECRET}", credential=SECRET)
     assert SECRET not in repr(options)
+
+
+class _FakeTokenCredential:
+    """Stands in for an azure-identity credential; constructing a client must not call it."""
+
+    async def get_token(self, *scopes: str, **kwargs: object) -> object:
+        raise AssertionError("no request is made while constructing a client")
+
+
+def test_account_url_with_credential_uses_the_sdk_default_version() -> None:
+    credential = _FakeTokenCredential()
+    options = BlobConnectionOptions(account_url="https://prod.blob.core.windows.net", credential=credential)
+    client = options.create_client()
+    assert client.account_name == "prod"
+    assert client.credential is credential
+    assert client.api_version > "2025-11-05"
+    assert "credential" not in repr(options)
