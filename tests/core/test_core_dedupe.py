@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from core_builders import (
     EXECUTION,
     INSTANCE,
@@ -132,3 +133,32 @@ def test_result_for_unknown_task_is_recorded_but_changes_nothing():
     result = driver.step(completed(99, "stray"))
     assert result.status is OrchestrationStatus.RUNNING
     assert result.actions == []
+
+
+def test_result_in_the_same_batch_as_its_decision_is_applied():
+    """After a crash between sending and saving, the redelivered start and the already-produced result
+    can arrive together; the result must still reach the task the replayed decision creates."""
+
+    async def one(ctx, _):
+        return await ctx.call_activity("a")
+
+    driver = Driver(one)
+    result = driver.step(started("one"), completed(0, "fast"))
+    assert result.status is OrchestrationStatus.COMPLETED
+    assert decode_payload(result.output) == "fast"
+    assert [type(e).__name__ for e in result.new_history_events][1:4] == [
+        "ExecutionStartedEvent",
+        "TaskScheduledEvent",
+        "TaskCompletedEvent",
+    ]
+
+
+def test_closed_session_refuses_to_resume():
+    async def one(ctx, _):
+        return await ctx.call_activity("a")
+
+    driver = Driver(one, check_live=False)
+    session = driver.executor.start("x", [], [started("one")])
+    session.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        session.resume([completed(0)])
