@@ -43,7 +43,7 @@ import inspect
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -88,6 +88,7 @@ from dtf_sb.core.history import (
 )
 from dtf_sb.core.messages import OrchestrationInstance
 from dtf_sb.core.registry import Registry
+from dtf_sb.core.result import OrchestratorResult
 from dtf_sb.core.state import OrchestrationRuntimeState
 from dtf_sb.core.status import OrchestrationStatus
 from dtf_sb.core.tasks import CompletableTask, Task
@@ -97,41 +98,6 @@ __all__ = ["OrchestrationExecutor", "OrchestrationSession", "OrchestratorResult"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _RUNNING = object()
 _CHANGED = "Was a change made to the orchestrator code after this instance had already started running?"
-
-
-@dataclass(slots=True, kw_only=True)
-class OrchestratorResult:
-    """The outcome of one episode (see the module docstring)."""
-
-    instance_id: str
-    execution_id: str | None
-    status: OrchestrationStatus
-    actions: list[OrchestratorAction]
-    new_history_events: list[HistoryEvent]
-    runtime_state: OrchestrationRuntimeState
-    custom_status: str | None = None
-    completion: CompleteOrchestrationAction | None = None
-    dropped_events: list[tuple[HistoryEvent, str]] = field(default_factory=list)
-    previous_generations: list[OrchestratorResult] = field(default_factory=list)
-
-    @property
-    def is_complete(self) -> bool:
-        """True when the newest generation ended (completed, failed or terminated)."""
-        return self.completion is not None
-
-    @property
-    def output(self) -> str | None:
-        """Encoded result, or the failure text, of a completed execution."""
-        if self.completion is None:
-            return None
-        if self.completion.failure_details is not None:
-            return str(self.completion.failure_details)
-        return self.completion.result
-
-    @property
-    def generations(self) -> list[OrchestratorResult]:
-        """Every generation this episode touched, oldest first (usually just ``[self]``)."""
-        return [*self.previous_generations, self]
 
 
 _PASS_WHILE_SUSPENDED = (

@@ -18,6 +18,8 @@ MODULES = [
     "dtf_sb.core.history",
     "dtf_sb.core.messages",
     "dtf_sb.core.registry",
+    "dtf_sb.core.result",
+    "dtf_sb.core._decisions",
     "dtf_sb.core.retry",
     "dtf_sb.core.state",
     "dtf_sb.core.status",
