@@ -178,14 +178,20 @@ def create_blob_service_client(
     assert account_url is not None
     if not urlparse(account_url).scheme:
         raise StorageConfigurationError(
-            f"account_url {account_url!r} needs a scheme, e.g. https://<account>.blob.core.windows.net"
+            f"account_url {_without_query(account_url)!r} needs a scheme, e.g. "
+            "https://<account>.blob.core.windows.net"
         )
     try:
         return BlobServiceClient(account_url, credential=credential, **client_kwargs)
     except (ValueError, TypeError) as exc:
         raise StorageConfigurationError(
-            f"cannot create a Blob Storage client for {account_url!r} ({type(exc).__name__})"
+            f"cannot create a Blob Storage client for {_without_query(account_url)!r} ({type(exc).__name__})"
         ) from None
+
+
+def _without_query(url: str) -> str:
+    """A URL fit for messages: a SAS token travels in the query string, so the query is dropped."""
+    return url.split("?", 1)[0].split("#", 1)[0]
 
 
 def _error_code(exc: HttpResponseError) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from datetime import datetime, timezone
 
 import pytest
 
@@ -91,3 +92,26 @@ async def test_development_storage_pins_an_api_version_azurite_accepts() -> None
             with pytest.raises(Exception, match="API version") as info:
                 await PayloadStore(unpinned, "pinned").download(key)
             assert not isinstance(info.value, StorageAuthenticationError)
+
+
+async def test_bad_sas_token_is_an_authentication_error_without_the_token(
+    azurite: Azurite, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    signature = "c2FzLXNpZ25hdHVyZS10aGF0LW11c3Qtbm90LWxlYWs%3D"
+    sas = f"sv=2025-05-05&ss=b&srt=sco&sp=rwdlac&se=2099-01-01T00:00:00Z&spr=http&sig={signature}"
+    connection_string = f"BlobEndpoint={azurite.blob_endpoint};SharedAccessSignature={sas}"
+    async with create_blob_service_client(connection_string=connection_string) as client:
+        with pytest.raises(StorageAuthenticationError) as info:
+            await InstanceStore(client, "secrets").upsert_state(
+                b"{}",
+                instance_id="i",
+                execution_id="e",
+                name="n",
+                status="Running",
+                created_time=datetime.now(timezone.utc),
+                last_updated_time=datetime.now(timezone.utc),
+                version=1,
+            )
+    _assert_absent(signature, info.value, caplog)
+    _assert_absent(signature.replace("%3D", "="), info.value, caplog)
