@@ -19,7 +19,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from .core.codec import encode_payload, encode_task_message
@@ -33,6 +33,7 @@ from .core.history import (
 )
 from .core.messages import OrchestrationInstance, TaskMessage
 from .core.registry import function_name
+from .core.rewind import RewindError, RewindRequest, encode_rewind_request, rewind_history
 from .core.state import OrchestrationState
 from .core.status import OrchestrationStatus
 from .options import TaskHubOptions
@@ -40,8 +41,24 @@ from .servicebus._loop import is_transient
 from .servicebus._outbound import Outbound, start_message_id
 from .servicebus._senders import SenderPool
 from .servicebus.connection import ServiceBusConnection, redact
+from .servicebus.control import terminate_message
+from .servicebus.deadletters import (
+    DeadLetter,
+    HubQueue,
+    list_dead_letters,
+    purge_dead_letters,
+    resubmit_dead_letters,
+)
 from .servicebus.entities import create_hub_queues, delete_hub_queues, hub_queue_definitions
 from .servicebus.messages import MessageEnvelope
+from .servicebus.operations import (
+    DEFAULT_ORPHAN_GRACE,
+    OrchestrationQueryResult,
+    PurgeResult,
+    purge_instance,
+    purge_instances,
+    query_instances,
+)
 from .servicebus.store import HubStore
 
 __all__ = ["OrchestrationAlreadyExistsError", "TaskHubClient"]
@@ -289,10 +306,26 @@ class TaskHubClient:
         event = EventRaisedEvent(name=event_name, input=encode_payload(data), message_id=message_id)
         await self._send_to_instance(instance_id, event, message_id, "event")
 
-    async def terminate_orchestration(self, instance_id: str, *, reason: Any = None) -> None:
-        """Terminate the instance (its running activities and children are not cancelled, as in DTF)."""
-        event = ExecutionTerminatedEvent(input=encode_payload(reason))
-        await self._send_to_instance(instance_id, event, uuid.uuid4().hex, "terminate")
+    async def terminate_orchestration(
+        self, instance_id: str, *, reason: Any = None, recursive: bool = False
+    ) -> None:
+        """Terminate the instance; running activities are not cancelled (as in DTF).
+
+        With ``recursive=True`` the instance, once terminated, terminates every sub-orchestration
+        it created that has not finished, and they do the same with theirs.
+        """
+        if not recursive:
+            event = ExecutionTerminatedEvent(input=encode_payload(reason))
+            await self._send_to_instance(instance_id, event, uuid.uuid4().hex, "terminate")
+            return
+        outbound, _ = terminate_message(
+            self.options,
+            instance_id,
+            reason=encode_payload(reason),
+            message_id=uuid.uuid4().hex,
+            recursive=True,
+        )
+        await self._senders.send([outbound])
 
     async def suspend_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:
         """Suspend: new events are held (in history) until ``resume_orchestration``."""
@@ -305,25 +338,89 @@ class TaskHubClient:
             instance_id, ExecutionResumedEvent(reason=reason), uuid.uuid4().hex, "resume"
         )
 
+    async def rewind_orchestration(self, instance_id: str, *, reason: str | None = None) -> str:
+        """Retry a Failed instance's failed activities and sub-orchestrations and let it continue.
+
+        The instance continues as a new execution whose history is the failed one without the
+        failure (see ``dtf_sb.core.rewind``); returns that execution's id. The request goes through
+        the instance's session like any event, so it takes effect when a worker processes it.
+        Needs the tracked history (``TaskHubOptions.track_history``).
+        """
+        state = await self._store.get_state(instance_id)
+        if state is None:
+            raise RewindError(f"no instance {instance_id!r} in hub {self.options.hub_name!r}")
+        if state.status is not OrchestrationStatus.FAILED:
+            raise RewindError(
+                f"instance {instance_id!r} is {state.status.name.title()}; only a Failed instance can be rewound"
+            )
+        history = await self._store.get_history(instance_id, execution_id=state.execution_id)
+        if not history:
+            raise RewindError(
+                f"instance {instance_id!r} has no tracked history to rewind from (is track_history off?)"
+            )
+        plan = rewind_history(history, new_execution_id=uuid.uuid4().hex, now=datetime.now(timezone.utc))
+        request = RewindRequest(
+            instance_id=instance_id,
+            previous_execution_id=plan.previous_execution_id,
+            execution_id=plan.execution_id,
+            reason=reason,
+            events=plan.events,
+        )
+        await self._send_to_instance(
+            instance_id, encode_rewind_request(request), f"rewind-{plan.execution_id}", "rewind"
+        )
+        return plan.execution_id
+
     # -- management ----------------------------------------------------------------------------------
-    async def purge_orchestration(self, instance_id: str) -> int:
-        """Remove a finished instance's state, history and payloads from storage; returns blobs removed."""
-        return await self._store.purge_instance(instance_id)
+    async def purge_orchestration(self, instance_id: str) -> PurgeResult:
+        """Remove a finished instance's state, history, history chunks and payload blobs.
+
+        Refuses an instance that can still run (``InstanceNotFinishedError`` naming its status).
+        """
+        return await purge_instance(self._store, instance_id)
+
+    async def purge_orchestrations(
+        self,
+        *,
+        status: Sequence[OrchestrationStatus] | OrchestrationStatus | None = None,
+        name: str | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        instance_id_prefix: str | None = None,
+        on_progress: Callable[[int], Any] | None = None,
+        orphan_grace: timedelta = DEFAULT_ORPHAN_GRACE,
+    ) -> PurgeResult:
+        """Purge every finished instance matching the filter, then payload blobs nothing refers to."""
+        return await purge_instances(
+            self._store,
+            status=status,
+            name=name,
+            created_from=created_from,
+            created_to=created_to,
+            instance_id_prefix=instance_id_prefix,
+            on_progress=on_progress,
+            orphan_grace=orphan_grace,
+        )
 
     async def query_orchestrations(
         self,
         *,
-        statuses: Sequence[OrchestrationStatus] | None = None,
+        status: Sequence[OrchestrationStatus] | OrchestrationStatus | None = None,
         name: str | None = None,
         created_from: datetime | None = None,
         created_to: datetime | None = None,
         instance_id_prefix: str | None = None,
         page_size: int = 100,
         continuation_token: str | None = None,
-    ) -> tuple[list[OrchestrationState], str | None]:
-        """One page of matching executions and the token for the next page (None at the end)."""
-        return await self._store.query(
-            statuses=statuses,
+    ) -> OrchestrationQueryResult:
+        """One page of matching executions (each continue-as-new generation is its own record).
+
+        ``created_to`` is exclusive. A page may hold fewer than ``page_size`` states while more
+        follow; ``continuation_token`` is None only at the end.
+        """
+        return await query_instances(
+            self._store,
+            status=status,
             name=name,
             created_from=created_from,
             created_to=created_to,
@@ -331,3 +428,37 @@ class TaskHubClient:
             page_size=page_size,
             continuation_token=continuation_token,
         )
+
+    # -- dead letters --------------------------------------------------------------------------------
+    async def list_dead_letters(self, *, queue: HubQueue, max_count: int = 100) -> list[DeadLetter]:
+        """Dead-lettered messages of one hub queue (peeked: nothing is locked or changed)."""
+        async with self._connection.client() as client:
+            return await list_dead_letters(
+                client, self.options, self._envelope, queue=queue, max_count=max_count
+            )
+
+    async def resubmit_dead_letters(
+        self,
+        *,
+        queue: HubQueue,
+        sequence_numbers: Sequence[int] | None = None,
+        on_progress: Callable[[int], Any] | None = None,
+    ) -> int:
+        """Send dead-lettered messages (all, or those numbered) back to their queue; returns the count."""
+        async with self._connection.client() as client:
+            return await resubmit_dead_letters(
+                client, self.options, queue=queue, sequence_numbers=sequence_numbers, on_progress=on_progress
+            )
+
+    async def purge_dead_letters(
+        self,
+        *,
+        queue: HubQueue,
+        sequence_numbers: Sequence[int] | None = None,
+        on_progress: Callable[[int], Any] | None = None,
+    ) -> int:
+        """Delete dead-lettered messages (all, or those numbered); returns the count."""
+        async with self._connection.client() as client:
+            return await purge_dead_letters(
+                client, self.options, queue=queue, sequence_numbers=sequence_numbers, on_progress=on_progress
+            )

@@ -108,9 +108,7 @@ class RewindRequest:
     events: list[HistoryEvent]
 
 
-def rewind_history(
-    events: Sequence[HistoryEvent], *, new_execution_id: str, now: datetime
-) -> RewindPlan:
+def rewind_history(events: Sequence[HistoryEvent], *, new_execution_id: str, now: datetime) -> RewindPlan:
     """Rewrite a Failed execution's history into the start of a new execution (see module docs)."""
     started = next((e for e in events if isinstance(e, ExecutionStartedEvent)), None)
     if started is None:

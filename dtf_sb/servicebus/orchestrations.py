@@ -40,6 +40,7 @@ from ._outbound import Outbound
 from ._senders import SenderPool
 from ._sessions import SessionDispatcher
 from .connection import ServiceBusConnection, redact
+from .control import apply_rewinds, terminate_children
 from .faults import FaultPoints
 from .messages import MalformedMessageError, MessageEnvelope, PayloadStoreLike
 from .session_state import SessionState, SessionStateCodec
@@ -150,7 +151,9 @@ class OrchestrationDispatcher(SessionDispatcher):
         try:
             if loaded is _UNLOADED:
                 loaded = await self._codec.load(await receiver.session.get_state())
+            loaded, decoded = apply_rewinds(loaded, decoded)
             plan, result = await self._decide(session_id, loaded, [t for _, t in decoded], decoded)
+            plan = terminate_children(self._options, plan, result, [t for _, t in decoded])
             await commit_episode(
                 plan, _SessionIO(receiver, self._senders, batch), self._faults, self._confirmed
             )
