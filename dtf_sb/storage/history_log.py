@@ -160,6 +160,9 @@ class HistoryLog:
     def forget(self, blob_name: str) -> None:
         self._positions.pop(blob_name, None)
 
+    def forget_all(self) -> None:
+        self._positions.clear()
+
     def _remember(self, blob_name: str, size: int, next_index: int) -> None:
         self._positions[blob_name] = (size, next_index)
         self._positions.move_to_end(blob_name)

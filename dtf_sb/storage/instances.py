@@ -141,6 +141,9 @@ class InstanceStore:
         except ResourceNotFoundError:
             pass
         await self._payloads.delete_store()
+        self._history.forget_all()
+        self._state_hints = _Hints()
+        self._pointer_hints = _Hints()
 
     # -- state ---------------------------------------------------------------------------------
 

@@ -379,3 +379,31 @@ async def test_collect_garbage_keeps_payloads_of_live_executions(instance_store:
     for gone in ("superseded", "finished", "unknown"):
         with pytest.raises(PayloadNotFoundError):
             await payloads.download(keys[gone])
+
+
+# -- hub lifecycle -------------------------------------------------------------------------------
+
+
+async def test_ensure_and_delete_store_manage_both_containers(
+    blob_service: BlobServiceClient, instance_store: InstanceStore
+) -> None:
+    names = (instance_store.container_name, instance_store.payloads.container_name)
+    await instance_store.ensure()
+    await instance_store.ensure()  # idempotent
+    for name in names:
+        assert await blob_service.get_container_client(name).exists()
+    await _put(instance_store, "i", status="Completed")
+    await instance_store.delete_store()
+    for name in names:
+        assert not await blob_service.get_container_client(name).exists()
+    assert await instance_store.get_state("i") is None  # reads of a deleted hub are empty, not errors
+    await instance_store.delete_store()
+
+
+async def test_hub_names_map_to_valid_containers(blob_service: BlobServiceClient) -> None:
+    store = InstanceStore(blob_service, "Orders_Hub.EU")
+    try:
+        assert await _put(store, "i", status="Running")
+        assert store.container_name == "orders-hub-eu-instances"
+    finally:
+        await store.delete_store()
