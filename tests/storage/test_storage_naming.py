@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -200,9 +201,13 @@ def test_development_client_pins_api_version_and_real_one_does_not() -> None:
         f"AccountName=x;AccountKey={SECRET};junk",
     ],
 )
-def test_bad_connection_strings_never_echo_the_secret(connection_string: str) -> None:
+def test_bad_connection_strings_never_echo_the_secret(
+    connection_string: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     with pytest.raises(StorageConfigurationError) as info:
         create_blob_service_client(connection_string=connection_string)
+    assert all(SECRET not in record.getMessage() for record in caplog.records)
     for form in (SECRET, SECRET.lower(), SECRET[:20].lower()):
         assert form not in str(info.value).lower()
     assert info.value.__cause__ is None
