@@ -15,6 +15,7 @@ from typing import Any
 from dtf_sb.core.codec import decode_payload, encode_payload
 from dtf_sb.core.errors import FailureDetails, failure_details_from_exception
 from dtf_sb.core.history import TaskCompletedEvent, TaskFailedEvent, utcnow
+from dtf_sb.core.typed import convert, input_hint
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +44,10 @@ def _wants_context(fn: Callable[..., Any]) -> int:
 def invoke_activity(fn: Callable[..., Any], ctx: ActivityContext, encoded_input: str | None) -> Any:
     """Call ``fn`` as ``fn(ctx, input)``, ``fn(input)`` or ``fn()`` by its arity.
 
-    Returns the value, or the coroutine for ``async def`` activities (the caller awaits it).
+    The input is rebuilt as the parameter's annotated dataclass/datetime type when it has one. Returns
+    the value, or the coroutine for ``async def`` activities (the caller awaits it).
     """
-    value = decode_payload(encoded_input)
+    value = convert(decode_payload(encoded_input), input_hint(fn))
     arity = _wants_context(fn)
     if arity >= 2:
         return fn(ctx, value)

@@ -26,6 +26,7 @@ from dtf_sb.core.errors import EventTimeoutError, TaskFailedError
 from dtf_sb.core.messages import ParentInstance
 from dtf_sb.core.retry import RetryOptions
 from dtf_sb.core.tasks import CompletableTask, Task, WhenAllTask, WhenAnyTask
+from dtf_sb.core.typed import return_hint
 
 if TYPE_CHECKING:
     from dtf_sb.core.registry import Registry
@@ -48,12 +49,13 @@ def derive_execution_id(*parts: object) -> str:
 class ActionTask(CompletableTask[T]):
     """A task resolved by the history event answering action ``action_id``."""
 
-    __slots__ = ("action_id", "name")
+    __slots__ = ("action_id", "name", "result_hint")
 
-    def __init__(self, action_id: int, name: str = "") -> None:
+    def __init__(self, action_id: int, name: str = "", result_hint: Any = None) -> None:
         super().__init__()
         self.action_id = action_id
         self.name = name
+        self.result_hint = result_hint
 
 
 class _Session(Protocol):
@@ -260,10 +262,11 @@ class OrchestrationContext:
         name = self._session.registry.name_of(activity)
         encoded = encode_payload(input)
         task_tags = dict(tags or {})
+        hint = None if isinstance(activity, str) else return_hint(activity)
 
         def attempt() -> Task[Any]:
             action_id = self._session.next_action_id()
-            task: ActionTask[Any] = ActionTask(action_id, name)
+            task: ActionTask[Any] = ActionTask(action_id, name, hint)
             action = ScheduleTaskAction(
                 id=action_id, name=name, version=version, input=encoded, tags=task_tags
             )
@@ -290,11 +293,12 @@ class OrchestrationContext:
         name = self._session.registry.name_of(orchestrator)
         encoded = encode_payload(input)
         merged_tags = {**self._tags, **(tags or {})}
+        hint = None if isinstance(orchestrator, str) else return_hint(orchestrator)
 
         def attempt() -> Task[Any]:
             action_id = self._session.next_action_id()
             child_id = instance_id or f"{self._execution_id or self._instance_id}:{action_id}"
-            task: ActionTask[Any] = ActionTask(action_id, name)
+            task: ActionTask[Any] = ActionTask(action_id, name, hint)
             action = CreateSubOrchestrationAction(
                 id=action_id,
                 name=name,

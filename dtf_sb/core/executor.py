@@ -92,6 +92,7 @@ from dtf_sb.core.result import OrchestratorResult
 from dtf_sb.core.state import OrchestrationRuntimeState
 from dtf_sb.core.status import OrchestrationStatus
 from dtf_sb.core.tasks import CompletableTask, Task
+from dtf_sb.core.typed import convert, input_hint
 
 __all__ = ["OrchestrationExecutor", "OrchestrationSession", "OrchestratorResult"]
 
@@ -543,7 +544,7 @@ class OrchestrationSession:
         self._ctx = ctx
         fn = self.registry.get_orchestrator(event.name, event.version)
         try:
-            value = decode_payload(event.input)
+            value = convert(decode_payload(event.input), input_hint(fn))
             outcome = self._executor._call_orchestrator(fn, ctx, value)
         except Exception as exc:  # user code failure fails the instance
             self._fail(exc)
@@ -586,9 +587,11 @@ class OrchestrationSession:
         if task is None:
             return  # a result nobody waits for (DTF logs these as duplicates)
         try:
-            task.complete(decode_payload(event.result))
+            value = decode_payload(event.result)
         except PayloadDecodingError as exc:
             task.fail(exc)
+            return
+        task.complete(convert(value, task.result_hint) if task.result_hint is not None else value)
 
     def _on_task_failed(self, event: TaskFailedEvent | SubOrchestrationInstanceFailedEvent) -> None:
         task = self._open.pop(event.task_scheduled_id, None)

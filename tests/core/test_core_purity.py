@@ -24,6 +24,7 @@ MODULES = [
     "dtf_sb.core.state",
     "dtf_sb.core.status",
     "dtf_sb.core.tasks",
+    "dtf_sb.core.typed",
 ]
 
 PROBE = """
