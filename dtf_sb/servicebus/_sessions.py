@@ -47,6 +47,7 @@ class SessionDispatcher:
         self._stopping = asyncio.Event()
         self._fetch_task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
+        self._paused_until = 0.0
 
     async def process_session(self, receiver: Any) -> None:
         raise TypeError(f"{type(self).__name__} must implement process_session")
@@ -57,6 +58,18 @@ class SessionDispatcher:
 
     def start(self) -> None:
         if self._fetch_task is None:
+            self._fetch_task = asyncio.create_task(self._fetch_loop(), name=f"{self.name}-fetch")
+
+    def pause(self, seconds: float) -> None:
+        """Stop accepting sessions for ``seconds``, withdrawing a pending accept at once.
+
+        Used when this worker cannot process what it got (an orchestrator it does not have): the
+        session it releases must go to another worker, not straight back to this one's pending accept.
+        """
+        loop = asyncio.get_running_loop()
+        self._paused_until = max(self._paused_until, loop.time() + seconds)
+        if self._fetch_task is not None and not self._fetch_task.done() and not self._stopping.is_set():
+            self._fetch_task.cancel()
             self._fetch_task = asyncio.create_task(self._fetch_loop(), name=f"{self.name}-fetch")
 
     async def stop(self, *, graceful: bool, timeout: float) -> None:
@@ -76,6 +89,10 @@ class SessionDispatcher:
 
     async def _fetch_loop(self) -> None:
         while not self._stopping.is_set():
+            delay = self._paused_until - asyncio.get_running_loop().time()
+            if delay > 0:
+                await self._sleep(delay)
+                continue
             client = self._connection.client(retry_total=1)
             try:
                 async with client:

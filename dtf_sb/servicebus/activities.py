@@ -73,6 +73,8 @@ class ActivityDispatcher:
         self._stopping = asyncio.Event()
         self._fetch_task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
+        self._paused_until = 0.0
+        self._wake = asyncio.Event()
         self._pool = ThreadPoolExecutor(
             max_workers=worker_options.activity_thread_pool_size, thread_name_prefix="dtf-sb-activity"
         )
@@ -82,8 +84,19 @@ class ActivityDispatcher:
         if self._fetch_task is None:
             self._fetch_task = asyncio.create_task(self._fetch_loop(), name="activity-dispatcher-fetch")
 
+    def pause(self, seconds: float) -> None:
+        """Receive nothing for ``seconds``; the current receiver is retired so it holds no credit.
+
+        Used after an activity this worker does not have: the message it gives back must reach a
+        worker that has the code, not this worker's next receive.
+        """
+        loop = asyncio.get_running_loop()
+        self._paused_until = max(self._paused_until, loop.time() + seconds)
+        self._wake.set()
+
     async def stop(self, *, graceful: bool, timeout: float) -> None:
         self._stopping.set()
+        self._wake.set()
         if graceful and self._inflight:
             await asyncio.wait(set(self._inflight), timeout=timeout)
         for task in list(self._inflight):
@@ -91,6 +104,8 @@ class ActivityDispatcher:
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=10.0)
         if self._fetch_task is not None:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(self._fetch_task), timeout=15.0)
             self._fetch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._fetch_task
@@ -99,19 +114,37 @@ class ActivityDispatcher:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- fetching ------------------------------------------------------------------------------------
+    def _paused(self) -> bool:
+        return self._paused_until > asyncio.get_running_loop().time()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
     async def _fetch_loop(self) -> None:
         while not self._stopping.is_set():
             client = self._connection.client()
             try:
                 async with client:
-                    receiver = client.get_queue_receiver(
-                        self._options.worker_queue, max_wait_time=self._worker_options.receive_timeout
-                    )
-                    async with receiver:
-                        await self._receive_loop(receiver)
-                        # Stopping: keep the link (and so the message locks) until in-flight work settles.
-                        while self._inflight:
-                            await asyncio.wait(set(self._inflight))
+                    while not self._stopping.is_set():
+                        delay = self._paused_until - asyncio.get_running_loop().time()
+                        if delay > 0:
+                            await self._sleep(delay)
+                            continue
+                        self._wake.clear()
+                        receiver = client.get_queue_receiver(
+                            self._options.worker_queue, max_wait_time=self._worker_options.receive_timeout
+                        )
+                        await receiver.__aenter__()
+                        owned: set[asyncio.Task[None]] = set()
+                        try:
+                            await self._receive_loop(receiver, owned)
+                        finally:
+                            # Settlement needs this receiver's link: close it once its work is done.
+                            while owned:
+                                await asyncio.wait(set(owned))
+                            with contextlib.suppress(Exception):
+                                await receiver.close()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -124,34 +157,43 @@ class ActivityDispatcher:
                     redact(str(exc))[:200],
                     delay,
                 )
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+                await self._sleep(delay)
 
-    async def _receive_loop(self, receiver: Any) -> None:
-        while not self._stopping.is_set():
+    async def _receive_loop(self, receiver: Any, owned: set[asyncio.Task[None]]) -> None:
+        while not self._stopping.is_set() and not self._paused():
             await self._slots.acquire()
             taken = 1
             while taken < self._worker_options.max_concurrent_activities and not self._slots.locked():
                 await self._slots.acquire()
                 taken += 1
+            messages: list[Any] = []
             try:
-                if self._stopping.is_set():
-                    messages = []
-                else:
-                    messages = await receiver.receive_messages(
+                receive = asyncio.ensure_future(
+                    receiver.receive_messages(
                         max_message_count=taken, max_wait_time=self._worker_options.receive_timeout
                     )
-            except BaseException:
-                for _ in range(taken):
+                )
+                wake = asyncio.ensure_future(self._wake.wait())
+                try:
+                    await asyncio.wait({receive, wake}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    wake.cancel()
+                if receive.done():
+                    messages = receive.result()
+                else:
+                    receive.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await receive
+            finally:
+                for _ in range(taken - len(messages)):
                     self._slots.release()
-                raise
             self._backoff.reset()
-            for _ in range(taken - len(messages)):
-                self._slots.release()
             for message in messages:
                 task = asyncio.create_task(self._run(receiver, message), name="activity")
                 self._inflight.add(task)
+                owned.add(task)
                 task.add_done_callback(self._inflight.discard)
+                task.add_done_callback(owned.discard)
 
     async def _run(self, receiver: Any, message: Any) -> None:
         try:
@@ -214,16 +256,15 @@ class ActivityDispatcher:
             try:
                 await run_pipeline(self._middlewares, ctx, self._execute)
             except ActivityNotRegisteredError as exc:
+                backoff = self._worker_options.type_missing_backoff
                 _log.warning(
-                    "%s; abandoning message %s in %.0f s so a worker that has it can take it",
+                    "%s; giving message %s back and receiving nothing for %.0f s so a worker that has "
+                    "it can take it",
                     exc,
                     message.message_id,
-                    self._worker_options.type_missing_backoff,
+                    backoff,
                 )
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(
-                        self._stopping.wait(), timeout=self._worker_options.type_missing_backoff
-                    )
+                self.pause(backoff)
                 await receiver.abandon_message(message)
                 return
             self._faults("activity.after_run", instance_id=instance.instance_id, task_id=scheduled.event_id)

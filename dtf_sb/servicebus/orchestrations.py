@@ -158,14 +158,16 @@ class OrchestrationDispatcher(SessionDispatcher):
                 plan, _SessionIO(receiver, self._senders, batch), self._faults, self._confirmed
             )
         except OrchestratorNotRegisteredError as exc:
+            backoff = self._worker_options.type_missing_backoff
             _log.warning(
-                "%s; abandoning %d message(s) of %s in %.0f s so a worker that has it can take them",
+                "%s; releasing %d message(s) of %s and accepting no sessions for %.0f s so a worker "
+                "that has it can take them",
                 exc,
                 len(batch),
                 session_id,
-                self._worker_options.type_missing_backoff,
+                backoff,
             )
-            await self._sleep(self._worker_options.type_missing_backoff)
+            self.pause(backoff)
             await _abandon_all(receiver, batch)
             return _UNLOADED, False
         except asyncio.CancelledError:
