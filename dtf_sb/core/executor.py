@@ -98,6 +98,9 @@ __all__ = ["OrchestrationExecutor", "OrchestrationSession", "OrchestratorResult"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _RUNNING = object()
+MAX_GENERATIONS_PER_EPISODE = 1000
+"""Continue-as-new runs the next generation in the same episode (as DTF does); an orchestrator that
+continues as new without ever awaiting would loop forever, so past this many the instance fails."""
 _CHANGED = "Was a change made to the orchestrator code after this instance had already started running?"
 
 
@@ -309,6 +312,7 @@ class OrchestrationSession:
         self._completion: CompleteOrchestrationAction | None = None
         self._continue_as_new: tuple[str | None, bool, str | None] | None = None
         self._actions: list[OrchestratorAction] = []
+        self._refuse_start: str | None = None
 
     def _load(self, old_events: Iterable[HistoryEvent] | OrchestrationRuntimeState) -> None:
         if isinstance(old_events, OrchestrationRuntimeState):
@@ -370,6 +374,11 @@ class OrchestrationSession:
             previous.append(result)
             dropped = []
             kept = self._next_generation(completion, carry, now)
+            if len(previous) >= MAX_GENERATIONS_PER_EPISODE:
+                self._refuse_start = (
+                    f"the orchestration continued as new {len(previous)} times in one episode without "
+                    "waiting for anything; stopping what looks like an endless loop"
+                )
 
     def _next_generation(
         self, completion: CompleteOrchestrationAction, carry: list[EventRaisedEvent], now: datetime
@@ -542,6 +551,9 @@ class OrchestrationSession:
             parent=event.parent_instance,
         )
         self._ctx = ctx
+        if self._refuse_start is not None:
+            self._fail(RuntimeError(self._refuse_start))
+            return
         fn = self.registry.get_orchestrator(event.name, event.version)
         try:
             value = convert(decode_payload(event.input), input_hint(fn))

@@ -427,3 +427,13 @@ def test_completion_action_ids_follow_decisions():
     assert isinstance(complete, CompleteOrchestrationAction)
     assert complete.id == 1
     assert result.new_history_events[-2].event_id == 1
+
+
+def test_endless_continue_as_new_fails_instead_of_hanging():
+    async def forever(ctx, n):
+        ctx.continue_as_new(n + 1)
+
+    result = Driver(forever, check_live=False).step(started("forever", 0))
+    assert result.status is OrchestrationStatus.FAILED
+    assert "endless loop" in result.completion.failure_details.message
+    assert len(result.previous_generations) == 1000
