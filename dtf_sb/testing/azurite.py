@@ -85,12 +85,43 @@ def _free_loopback_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _terminate(process: subprocess.Popen[bytes], data_dir: str | None) -> None:
+# Kills Azurite and removes its data directory once its stdin reaches end-of-file, which happens when
+# the Python process that holds the other end of the pipe exits for any reason, SIGKILL included.
+_WATCHDOG_SCRIPT = """
+read -r _ignored
+kill -TERM "$1" 2>/dev/null
+n=0
+while kill -0 "$1" 2>/dev/null && [ "$n" -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+kill -KILL "$1" 2>/dev/null
+rm -rf "$2"
+"""
+
+
+def _start_watchdog(pid: int, data_dir: str) -> subprocess.Popen[bytes]:
+    """Guard against a test run killed from outside (timeout, Ctrl-C twice, OOM): without it the
+    Azurite process and its data directory would outlive us on a machine others share."""
+    return subprocess.Popen(
+        ["/bin/sh", "-c", _WATCHDOG_SCRIPT, "azurite-watchdog", str(pid), data_dir],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _terminate(
+    process: subprocess.Popen[bytes], watchdog: subprocess.Popen[bytes] | None, data_dir: str | None
+) -> None:
     """Stop the process (SIGTERM, then SIGKILL after a grace period) and remove its data directory.
 
-    A module-level function so a ``weakref.finalize`` can call it without keeping the owner alive: a
-    forgotten Azurite must not outlive the interpreter on a shared machine.
+    The watchdog goes first, so it can never signal a recycled process id later. A module-level
+    function so a ``weakref.finalize`` can call it without keeping the owner alive.
     """
+    if watchdog is not None and watchdog.poll() is None:
+        watchdog.kill()
+        watchdog.wait()
+    if watchdog is not None and watchdog.stdin is not None:
+        watchdog.stdin.close()
     if process.poll() is None:
         try:
             process.send_signal(signal.SIGTERM)
@@ -228,7 +259,8 @@ class Azurite:
                 cwd=data_dir,
                 start_new_session=True,
             )
-        finalizer = weakref.finalize(self, _terminate, process, data_dir)
+        watchdog = _start_watchdog(process.pid, data_dir)
+        finalizer = weakref.finalize(self, _terminate, process, watchdog, data_dir)
         deadline = time.monotonic() + self._startup_timeout
         while True:
             if process.poll() is not None:

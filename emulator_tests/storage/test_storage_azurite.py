@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -64,3 +67,28 @@ def test_executable_that_exits_reports_its_output(tmp_path: Path) -> None:
     fake.chmod(0o755)
     with pytest.raises(AzuriteError, match="broken install"):
         Azurite(executable=fake, port=1).start()
+
+
+def test_azurite_dies_with_a_killed_test_process(tmp_path: Path) -> None:
+    """A test run killed from outside (SIGKILL: no finalizers run) must not leave Azurite behind."""
+    script = (
+        "import sys, time\n"
+        "from dtf_sb.testing.azurite import Azurite\n"
+        "server = Azurite().start()\n"
+        "print(server.port, server.data_dir, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        port_text, data_dir = child.stdout.readline().split()
+        port = int(port_text)
+        assert _port_open(port)
+    finally:
+        child.kill()
+        child.wait()
+    deadline = time.monotonic() + 60  # a liveness bound, not a speed goal
+    while (_port_open(port) or Path(data_dir).exists()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _port_open(port), "Azurite outlived the killed process"
+    assert not Path(data_dir).exists(), "Azurite's data directory outlived the killed process"
