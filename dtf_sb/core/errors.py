@@ -7,6 +7,7 @@ replaying a failure months later gets the same value it got the first time.
 
 from __future__ import annotations
 
+import sys
 import traceback
 from dataclasses import dataclass
 
@@ -29,14 +30,18 @@ class FailureDetails:
         return f"{self.error_type}: {self.message}"
 
     def is_caused_by(self, exc_type: type[BaseException]) -> bool:
-        """True when the failure (or a failure it wraps) was an exception of ``exc_type`` or a subclass.
+        """True when the failure (or a failure it wraps) was an ``exc_type`` or a subclass of it.
 
-        Matching is by name because the original exception object no longer exists.
+        The original exception object no longer exists, so the recorded type name is resolved to a class
+        when it can be imported here (then subclasses match); otherwise only the exact name matches.
         """
-        names = {_type_name(t) for t in exc_type.__mro__} | {t.__name__ for t in exc_type.__mro__}
+        wanted = {_type_name(exc_type), exc_type.__qualname__}
         details: FailureDetails | None = self
         while details is not None:
-            if details.error_type in names or details.error_type.rsplit(".", 1)[-1] in names:
+            if details.error_type in wanted:
+                return True
+            resolved = _resolve_type(details.error_type)
+            if resolved is not None and issubclass(resolved, exc_type):
                 return True
             details = details.inner
         return False
@@ -45,6 +50,20 @@ class FailureDetails:
     def from_exception(cls, exc: BaseException, *, include_stack: bool = True) -> FailureDetails:
         """Capture an exception, following ``__cause__``/``__context__`` into ``inner``."""
         return _details_from_exception(exc, include_stack=include_stack, depth=0)
+
+
+def _resolve_type(name: str) -> type[BaseException] | None:
+    """The exception class a recorded type name refers to, if it is already imported."""
+    module_name, _, qualname = name.rpartition(".")
+    module = sys.modules.get(module_name or "builtins")
+    target: object = module
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            return None
+    if isinstance(target, type) and issubclass(target, BaseException):
+        return target
+    return None
 
 
 def _type_name(t: type) -> str:
