@@ -341,15 +341,48 @@ async def run_orchestration_async(
     )
 
 
-def run_orchestration(orchestrator: Callable[..., Any], input: Any = None, **options: Any) -> HarnessResult:
-    """Run ``orchestrator`` to completion (or until nothing is left to deliver) and return the outcome.
+def run_orchestration(
+    orchestrator: Callable[..., Any],
+    input: Any = None,
+    *,
+    activities: Sequence[Named] = (),
+    sub_orchestrators: Sequence[Named] = (),
+    events: Sequence[EventSpec] = (),
+    instance_id: str | None = None,
+    name: str | None = None,
+    version: str | None = None,
+    tags: dict[str, str] | None = None,
+    extended_sessions: bool = False,
+    batch_size: int = 1,
+    start_time: datetime = DEFAULT_START_TIME,
+    max_episodes: int = 100_000,
+) -> HarnessResult:
+    """Run ``orchestrator`` until it completes (or nothing is left to deliver) and return the outcome.
 
-    Options as for ``run_orchestration_async``: ``activities``, ``sub_orchestrators`` (functions or
-    ``(name, fn)`` pairs), ``events``, ``instance_id``, ``tags``, ``extended_sessions`` (keep the
-    orchestrator alive between episodes instead of replaying), ``batch_size``, ``start_time``.
-    Safe to call from inside a running event loop (it then runs on a helper thread).
+    ``activities`` and ``sub_orchestrators`` are functions or ``(name, fn)`` pairs; ``events`` are
+    ``(when, name, data)`` or ``(when, HistoryEvent)`` (see ``EventSpec``). ``extended_sessions`` keeps
+    each orchestrator alive between episodes instead of replaying it; ``batch_size`` delivers up to that
+    many ready messages per episode. Safe to call from inside a running event loop (it then runs on a
+    helper thread).
     """
-    coro_factory = lambda: run_orchestration_async(orchestrator, input, **options)  # noqa: E731
+
+    def coro_factory() -> Any:
+        return run_orchestration_async(
+            orchestrator,
+            input,
+            activities=activities,
+            sub_orchestrators=sub_orchestrators,
+            events=events,
+            instance_id=instance_id,
+            name=name,
+            version=version,
+            tags=tags,
+            extended_sessions=extended_sessions,
+            batch_size=batch_size,
+            start_time=start_time,
+            max_episodes=max_episodes,
+        )
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:
