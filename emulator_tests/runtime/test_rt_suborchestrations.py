@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from rtkit import new_instance_id, of_type, output
+from rtkit import new_instance_id, of_type, output, status_when
 
 from dtf_sb import OrchestrationContext, OrchestrationStatus, RetryOptions, SubOrchestrationFailedError
 from dtf_sb.core.codec import decode_payload
@@ -53,10 +53,10 @@ async def test_children_results_come_back_in_order(start_worker, client, parent)
     assert len({e.instance_id for e in created}) == CHILDREN
     completed = of_type(history, SubOrchestrationInstanceCompletedEvent)
     assert sorted(e.task_scheduled_id for e in completed) == sorted(e.event_id for e in created)
-    # Each child is an instance of its own that knows its parent.
+    # Each child is an instance of its own that knows its parent. Its own tracking may trail the
+    # parent's (they are separate sessions), so wait for it rather than read it once.
     for event in created:
-        child_state = await client.get_orchestration_state(event.instance_id)
-        assert child_state is not None
+        child_state = await client.wait_for_orchestration_completion(event.instance_id, timeout=TIMEOUT)
         assert child_state.status == OrchestrationStatus.COMPLETED
         assert child_state.name == "child"
         assert child_state.parent_instance is not None
@@ -108,8 +108,7 @@ async def test_failing_child_raises_in_the_parent(start_worker, client, parent, 
     assert len(failed) >= 1
     assert failed[0].failure_details is not None
     assert failed[0].failure_details.is_caused_by(ValueError)
-    child_state = await client.get_orchestration_state(created[0].instance_id)
-    assert child_state is not None
+    child_state = await client.wait_for_orchestration_completion(created[0].instance_id, timeout=TIMEOUT)
     assert child_state.status == OrchestrationStatus.FAILED
 
 
@@ -149,9 +148,8 @@ async def test_explicit_child_id_with_retry(start_worker, client) -> None:
     assert [e.instance_id for e in created] == [child_id] * 3
     assert len(of_type(history, SubOrchestrationInstanceFailedEvent)) == 2
     assert len(of_type(history, TimerCreatedEvent)) == 2
-    child_state = await client.get_orchestration_state(child_id)
-    assert child_state is not None
-    assert child_state.status == OrchestrationStatus.COMPLETED
+    # The child id had two failed executions before; its latest one completed.
+    child_state = await status_when(client, child_id, OrchestrationStatus.COMPLETED)
     assert output(child_state) == 3
 
 
@@ -210,6 +208,6 @@ async def test_child_tags_merge_parent_tags_with_child_winning(start_worker, cli
     history = await client.get_orchestration_history(iid)
     created = of_type(history, SubOrchestrationInstanceCreatedEvent)[0]
     assert created.tags == expected
-    child_state = await client.get_orchestration_state(created.instance_id)
-    assert child_state is not None and child_state.tags == expected
+    child_state = await client.wait_for_orchestration_completion(created.instance_id, timeout=TIMEOUT)
+    assert child_state.tags == expected
     assert decode_payload(child_state.output) == expected
