@@ -54,7 +54,8 @@ def timeline(events: list[Any]) -> list[TimelineRow]:
     """One row per event; completions carry the time since the event that scheduled them."""
     if not events:
         return []
-    start = events[0].timestamp
+    # The client stamps ExecutionStarted before the first episode's OrchestratorStarted: measure from it.
+    start = min(e.timestamp for e in events)
     scheduled: dict[int, datetime] = {}
     rows: list[TimelineRow] = []
     for event in events:
