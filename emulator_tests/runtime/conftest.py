@@ -14,11 +14,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from rtkit import dead_letters
 
 from dtf_sb.options import TaskHubOptions, WorkerOptions
 from dtf_sb.servicebus.entities import emulator_config
@@ -110,8 +111,17 @@ def client(dtf_sb_client: TaskHubClient) -> TaskHubClient:
 
 
 @pytest.fixture
-def start_worker(dtf_sb_worker: WorkerStarter) -> WorkerStarter:
-    """``await start_worker([orchestrators], [activities], ...)``; stopped when the test ends."""
+async def no_dead_letters(dtf_sb_hub: HubConnection) -> AsyncIterator[None]:
+    """Fails the test (at teardown, after its workers stopped) if any of its messages was dead-lettered."""
+    yield
+    letters = await dead_letters(dtf_sb_hub)
+    assert not letters, "messages were dead-lettered:\n" + "\n".join(letters)
+
+
+@pytest.fixture
+def start_worker(no_dead_letters: None, dtf_sb_worker: WorkerStarter) -> WorkerStarter:
+    """``await start_worker([orchestrators], [activities], ...)``; stopped when the test ends, and the
+    hub's dead-letter queues must then be empty."""
     return dtf_sb_worker
 
 

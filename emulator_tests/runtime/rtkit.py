@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from azure.servicebus import ServiceBusSubQueue
 from azure.servicebus.aio import ServiceBusClient
 
 from dtf_sb.core.codec import decode_payload, encode_task_message
@@ -192,3 +193,22 @@ async def send_raw_events(
             for message in built:
                 await sender.send_messages(message)
     return ids
+
+
+async def dead_letters(hub: HubConnection) -> list[str]:
+    """Every message dead-lettered on the hub's queues, described for an assertion message.
+
+    A scenario that passes while the runtime dead-letters something (a message it could not read, a
+    poison episode) only looks healthy; the suite checks this after each test.
+    """
+    found: list[str] = []
+    queues = (hub.options.orchestrator_queue, hub.options.worker_queue, hub.options.tracking_queue)
+    async with ServiceBusClient.from_connection_string(hub.servicebus_connection_string) as sb:
+        for queue in queues:
+            async with sb.get_queue_receiver(queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as dlq:
+                for message in await dlq.peek_messages(max_message_count=50):
+                    found.append(
+                        f"{queue}: id={message.message_id} session={message.session_id} "
+                        f"reason={message.dead_letter_reason!r} description={message.dead_letter_error_description!r}"
+                    )
+    return found

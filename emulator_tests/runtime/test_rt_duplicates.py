@@ -14,7 +14,7 @@ from typing import Any
 from rtkit import history_when, of_type, output, send_raw_events, unchanged_for
 
 from dtf_sb import OrchestrationContext, OrchestrationStatus
-from dtf_sb.core.codec import decode_payload
+from dtf_sb.core.codec import decode_payload, encode_payload
 from dtf_sb.core.history import (
     EventRaisedEvent,
     ExecutionStartedEvent,
@@ -60,9 +60,12 @@ async def test_duplicates_with_new_message_ids_change_nothing(start_worker, clie
         next(e for e in of_type(history, EventRaisedEvent) if e.name == "Data"),
     ]
 
-    # Each one twice more, every copy with a message id the broker has never seen.
+    # Each one twice more, every copy with a message id the broker has never seen. The closing event
+    # goes the same raw way, proving the runtime reads these messages (rather than dead-lettering
+    # them, which the suite's teardown would report).
     await send_raw_events(hub, iid, execution_id, originals + originals)
-    await client.raise_orchestration_event(iid, "Finish")
+    finish = EventRaisedEvent(name="Finish", input=encode_payload("raw"), message_id=f"finish-{iid}")
+    await send_raw_events(hub, iid, execution_id, [finish])
     state = await client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
 
     assert state.status == OrchestrationStatus.COMPLETED
@@ -73,7 +76,7 @@ async def test_duplicates_with_new_message_ids_change_nothing(start_worker, clie
     assert len(of_type(final, TaskCompletedEvent)) == 1
     assert len(of_type(final, TimerFiredEvent)) == 1
     raised = of_type(final, EventRaisedEvent)
-    assert [(e.name, decode_payload(e.input)) for e in raised] == [("Data", 7), ("Finish", None)]
+    assert [(e.name, decode_payload(e.input)) for e in raised] == [("Data", 7), ("Finish", "raw")]
 
 
 async def test_restart_with_the_start_message_id_is_dropped_by_the_broker(start_worker, client, hub) -> None:
