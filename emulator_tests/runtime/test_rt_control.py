@@ -4,6 +4,7 @@ suspend and resume (DTF EventConversation; reference 7.12 and 10.10's additions)
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
 from typing import Any
 
 from rtkit import (
@@ -28,6 +29,7 @@ from dtf_sb.core.history import (
     ExecutionTerminatedEvent,
     TaskCompletedEvent,
     TaskScheduledEvent,
+    TimerCreatedEvent,
 )
 
 TIMEOUT = 30
@@ -71,8 +73,8 @@ async def test_two_instances_exchange_events(start_worker, client) -> None:
     ]
 
 
-# -- terminate with an activity in flight ---------------------------------------------------------
-async def test_terminate_drops_the_late_activity_result(start_worker, client) -> None:
+# -- terminate with an activity and a timer in flight ---------------------------------------------
+async def test_terminate_drops_the_late_activity_result_and_timer(start_worker, client) -> None:
     running = asyncio.Event()
     release = asyncio.Event()
     recorder = Recorder()
@@ -83,7 +85,8 @@ async def test_terminate_drops_the_late_activity_result(start_worker, client) ->
         return "late result"
 
     async def patient(ctx: OrchestrationContext, _: Any) -> str:
-        return await ctx.call_activity(long_job)
+        results = await ctx.when_all([ctx.call_activity(long_job), ctx.create_timer(3.0)])
+        return results[0]
 
     await start_worker([patient], [long_job], activity_middleware=[recorder.middleware("activity")])
     iid = await client.schedule_new_orchestration(patient)
@@ -97,9 +100,13 @@ async def test_terminate_drops_the_late_activity_result(start_worker, client) ->
     assert state.status == OrchestrationStatus.TERMINATED
     assert "operator stop" in (state.output or "")
     history = await client.get_orchestration_history(iid)
-    assert [decode_payload(e.input) for e in of_type(history, ExecutionTerminatedEvent)] == ["operator stop"]
+    terminated = of_type(history, ExecutionTerminatedEvent)
+    assert [decode_payload(e.input) for e in terminated] == ["operator stop"]
+    timer = of_type(history, TimerCreatedEvent)[0]
+    assert terminated[0].timestamp < timer.fire_at, "the timer was meant to be pending at terminate"
 
-    # The activity still finishes and reports back; its result must not reopen the instance.
+    # The activity still finishes and reports back, and the timer still fires; neither may reopen
+    # the instance or reach its history.
     async def activity_finished() -> bool:
         return "activity:after:activity" in recorder.steps
 
@@ -110,9 +117,11 @@ async def test_terminate_drops_the_late_activity_result(start_worker, client) ->
         events = await client.get_orchestration_history(iid)
         return (current.status, current.output, tuple(kinds(events)))
 
-    final = await unchanged_for(snapshot, seconds=2.0, what="the terminated instance")
+    until_timer_fired = (timer.fire_at - datetime.now(timezone.utc)).total_seconds() + 1.0
+    final = await unchanged_for(snapshot, seconds=max(2.0, until_timer_fired), what="the terminated instance")
     assert final[0] == OrchestrationStatus.TERMINATED
     assert "TASK_COMPLETED" not in final[2]
+    assert "TIMER_FIRED" not in final[2]
 
 
 # -- suspend / resume -----------------------------------------------------------------------------
