@@ -48,6 +48,23 @@ def _service_error(exc: BaseException) -> str | None:
     return None
 
 
+def _missing_entity(exc: BaseException, args: argparse.Namespace) -> str | None:
+    """Say what to do when the hub's queues are not there (a typo in the hub name, or not created)."""
+    try:
+        from azure.servicebus.exceptions import MessagingEntityNotFoundError
+    except ImportError:  # pragma: no cover - a dependency
+        return None
+    if not isinstance(exc, MessagingEntityNotFoundError):
+        return None
+    import os
+
+    hub = getattr(args, "hub", None) or os.environ.get("DTF_SB_HUB") or "?"
+    return (
+        f"task hub {hub!r} does not exist on this Service Bus namespace (its queues are missing): check "
+        f"--hub / DTF_SB_HUB, or create it with `dtf-sb hub create --hub {hub}`"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -66,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
+        missing = _missing_entity(exc, args)
+        if missing is not None:
+            print(f"dtf-sb: {missing}", file=sys.stderr)
+            return 2
         message = _service_error(exc)
         if message is None:
             from dtf_sb.core.errors import DurableTaskError

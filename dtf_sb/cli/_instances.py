@@ -79,7 +79,11 @@ _STATE_HEADERS = ("instance id", "name", "status", "created", "updated", "execut
 
 
 async def _not_found(client: Any, instance_id: str) -> CliError:
-    return CliError(f"no instance {instance_id!r} in hub {client.options.hub_name!r}", code=3)
+    return CliError(
+        f"no instance {instance_id!r} in hub {client.options.hub_name!r} (check the id and --hub / DTF_SB_HUB; "
+        "`dtf-sb list` shows the instances)",
+        code=3,
+    )
 
 
 async def _start(args: argparse.Namespace, client: Any) -> int:
@@ -141,8 +145,7 @@ async def _status(args: argparse.Namespace, client: Any) -> int:
     state = await client.get_orchestration_state(args.instance_id, execution_id=args.execution)
     if state is None:
         raise await _not_found(client, args.instance_id)
-    _print_state(args, state)
-    return 0
+    return _print_state(args, state)
 
 
 async def _history(args: argparse.Namespace, client: Any) -> int:
@@ -234,8 +237,15 @@ async def _raise(args: argparse.Namespace, client: Any) -> int:
 
 
 async def _purge(args: argparse.Namespace, client: Any) -> int:
+    from dtf_sb.storage.errors import InstanceNotFinishedError
+
     if args.instance_id:
-        result = await client.purge_orchestration(args.instance_id)
+        try:
+            result = await client.purge_orchestration(args.instance_id)
+        except InstanceNotFinishedError as exc:
+            raise CliError(str(exc), code=1) from None
+        if result.instances == 0:
+            raise await _not_found(client, args.instance_id)
     else:
         if not (args.status or args.created_to or args.created_from or args.prefix or args.name):
             raise CliError(
@@ -259,6 +269,9 @@ async def _purge(args: argparse.Namespace, client: Any) -> int:
             f"purged {result.instances} instance(s), {result.executions} execution record(s), "
             f"{result.blobs} blob(s)"
         )
+        skipped = getattr(result, "skipped", None)
+        if skipped:
+            print(f"skipped {len(skipped)} instance(s) that are still running: {', '.join(skipped[:10])}")
     return 0
 
 
