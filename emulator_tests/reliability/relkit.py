@@ -1,0 +1,220 @@
+"""Instruments of the reliability suite: what the broker saw, what the stores hold, what was duplicated.
+
+Everything here reads the ground truth rather than the runtime's own word: session-state writes are
+recorded inside the embedded broker (the worker cannot forget to report one), entity counts come
+from the broker, histories from the instance store, activity runs from an append-only log the
+activities write themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from azure.storage.blob.aio import BlobServiceClient
+
+from dtf_sb.core.codec import decompress, event_from_dict
+from dtf_sb.core.history import (
+    EventRaisedEvent,
+    ExecutionCompletedEvent,
+    ExecutionStartedEvent,
+    ExecutionTerminatedEvent,
+    HistoryEvent,
+    SubOrchestrationInstanceCompletedEvent,
+    SubOrchestrationInstanceCreatedEvent,
+    SubOrchestrationInstanceFailedEvent,
+    TaskCompletedEvent,
+    TaskFailedEvent,
+    TaskScheduledEvent,
+    TimerCreatedEvent,
+    TimerFiredEvent,
+)
+from dtf_sb.options import TaskHubOptions
+from dtf_sb.storage.naming import container_names
+from dtf_sb.testing.emulator import EmulatorThread
+
+__all__ = [
+    "SessionStateLog",
+    "StateWrite",
+    "activity_runs",
+    "count_blobs",
+    "duplicate_events",
+    "leftover_messages",
+    "queue_counts",
+    "session_events",
+    "wait_for",
+]
+
+
+async def wait_for(
+    probe: Callable[[], Awaitable[Any]], *, timeout: float, what: str, interval: float = 0.25
+) -> Any:
+    """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+# -- duplicates -------------------------------------------------------------------------------------
+
+
+def _identity(event: HistoryEvent) -> tuple[Any, ...] | None:
+    """What makes a history event unique within one execution; None for events that legitimately repeat.
+
+    OrchestratorStarted/Completed frame every episode and repeat by design; everything else records
+    one fact (a task scheduled, its result, a timer fired, an event delivered) that must appear once.
+    """
+    if isinstance(event, (TaskScheduledEvent, TimerCreatedEvent, SubOrchestrationInstanceCreatedEvent)):
+        return ("scheduled", event.event_id)
+    if isinstance(
+        event,
+        (
+            TaskCompletedEvent,
+            TaskFailedEvent,
+            SubOrchestrationInstanceCompletedEvent,
+            SubOrchestrationInstanceFailedEvent,
+        ),
+    ):
+        return ("result", event.task_scheduled_id)
+    if isinstance(event, TimerFiredEvent):
+        return ("fired", event.timer_id)
+    if isinstance(event, EventRaisedEvent):
+        return ("raised", event.message_id or f"{event.name}:{event.input}")
+    if isinstance(event, ExecutionStartedEvent):
+        return ("started",)
+    if isinstance(event, (ExecutionCompletedEvent, ExecutionTerminatedEvent)):
+        return ("ended",)
+    return None
+
+
+def duplicate_events(events: Iterable[HistoryEvent]) -> list[str]:
+    """Each history fact that appears more than once, described (an empty list is the goal)."""
+    counts = Counter(key for key in map(_identity, events) if key is not None)
+    return [f"{key} x{count}" for key, count in sorted(counts.items(), key=str) if count > 1]
+
+
+# -- session state, seen from inside the broker --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StateWrite:
+    """One successful set-session-state on the watched queue; ``data`` only when bodies are kept."""
+
+    session_id: str
+    size: int
+    data: bytes | None
+
+
+@dataclass
+class SessionStateLog:
+    """Records every session-state write the broker accepts for one queue.
+
+    Installed by wrapping the broker's ``set_session_state`` on the emulator's own loop, so writes of
+    worker subprocesses are seen as well as in-process ones; a refused write (too large, lock lost) is
+    not recorded because the broker raised before the record.
+    """
+
+    emulator: EmulatorThread
+    queue: str
+    keep_bodies: bool = True
+    writes: list[StateWrite] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def install(cls, emulator: EmulatorThread, queue: str, *, keep_bodies: bool = True) -> SessionStateLog:
+        log = cls(emulator, queue, keep_bodies)
+        watched = queue.lower()
+
+        def install() -> None:
+            broker = emulator.emulator.broker
+            original = type(broker).set_session_state
+
+            def recording(path: str, session_id: str, owner: Any, state: bytes | None) -> None:
+                original(broker, path, session_id, owner, state)
+                if path.lower() == watched:
+                    size = len(state) if state else 0
+                    body = bytes(state) if (state and log.keep_bodies) else None
+                    with log._lock:
+                        log.writes.append(StateWrite(str(session_id), size, body))
+
+            broker.set_session_state = recording
+
+        emulator.call(install)
+        return log
+
+    def uninstall(self) -> None:
+        def remove() -> None:
+            broker = self.emulator.emulator.broker
+            if "set_session_state" in vars(broker):
+                del broker.set_session_state
+
+        self.emulator.call(remove)
+
+    def snapshot(self) -> list[StateWrite]:
+        with self._lock:
+            return list(self.writes)
+
+    def sizes(self, session_id: str) -> list[int]:
+        """Bytes of each non-clearing write of one session, in order."""
+        return [w.size for w in self.snapshot() if w.session_id.lower() == session_id.lower() and w.size]
+
+
+def session_events(data: bytes) -> tuple[list[HistoryEvent], int]:
+    """The history tail held in an encoded session state, and how many events sit in blob chunks."""
+    doc = orjson.loads(decompress(data))
+    chunked = sum(int(c["count"]) for c in doc.get("chunks", []))
+    return [event_from_dict(e) for e in doc["tail"]], chunked
+
+
+# -- broker entities ---------------------------------------------------------------------------------
+
+
+def queue_counts(emulator: EmulatorThread, options: TaskHubOptions) -> dict[str, Any]:
+    """``EntityCounts`` of the hub's three queues, straight from the broker."""
+    queues = (options.orchestrator_queue, options.worker_queue, options.tracking_queue)
+    return {q: emulator.broker_call("entity_counts", q) for q in queues}
+
+
+def leftover_messages(emulator: EmulatorThread, options: TaskHubOptions) -> dict[str, Any]:
+    """The hub's queues that still hold anything (active, scheduled, deferred, locked or dead-lettered)."""
+    return {q: c for q, c in queue_counts(emulator, options).items() if sum(c)}
+
+
+# -- blob storage ------------------------------------------------------------------------------------
+
+
+async def count_blobs(storage_connection_string: str, hub: str, *, prefix: str | None = None) -> int:
+    """Blobs in the hub's payload container (message bodies and history chunks)."""
+    container = container_names(hub).payloads
+    async with BlobServiceClient.from_connection_string(storage_connection_string) as service:
+        client = service.get_container_client(container)
+        if not await client.exists():
+            return 0
+        return len([b async for b in client.list_blobs(name_starts_with=prefix)])
+
+
+# -- activity runs -----------------------------------------------------------------------------------
+
+
+def activity_runs(log_path: Path) -> Counter[tuple[str, int]]:
+    """How often each (instance, task id) activity ran, from the workload's append-only log."""
+    runs: Counter[tuple[str, int]] = Counter()
+    if not log_path.exists():
+        return runs
+    for line in log_path.read_text(encoding="utf-8").splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 2:
+            runs[(parts[0], int(parts[1]))] += 1
+    return runs

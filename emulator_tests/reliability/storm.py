@@ -1,0 +1,389 @@
+"""Kill storms: the mixed workload on worker processes that crash at the commit steps, then the audit.
+
+A :class:`WorkerFleet` keeps ``size`` worker processes (``worker_proc.py``) alive: each one gets the
+next crash plan from the fleet (a ``DTF_SB_FAULTS`` spec naming one fault point, so every exit is
+attributable to a step), and a process that exits is replaced at once. :func:`run_storm` schedules
+waves of ``mixed`` instances while the fleet burns its kill budget, lets clean workers drain the
+rest, and then audits everything the issue asks for: results, duplicated history events (instance
+store and every session-state write the broker accepted), messages left in any queue or dead-letter
+queue, and extra activity runs. The slow test and ``benchmarks/faults.py`` both run it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from relkit import (
+    SessionStateLog,
+    activity_runs,
+    duplicate_events,
+    leftover_messages,
+    session_events,
+    wait_for,
+)
+from workload import ACTIVITY_LOG_ENV, EVENT_NAME, event_data, expected_mixed, mixed
+
+from dtf_sb.core.codec import decode_payload
+from dtf_sb.core.history import SubOrchestrationInstanceCreatedEvent
+from dtf_sb.core.state import OrchestrationStatus
+from dtf_sb.servicebus.faults import CRASH_EXIT_CODE, ENV_VAR, FAULT_POINTS
+from dtf_sb.testing.emulator import EmulatorThread
+from dtf_sb.testing.runtime import HubConnection
+
+__all__ = [
+    "StormReport",
+    "WorkerFleet",
+    "each_point_once",
+    "rotating_points",
+    "run_storm",
+]
+
+WORKER_SCRIPT = Path(__file__).resolve().parent / "worker_proc.py"
+CONFIG_ENV = "DTF_SB_REL_WORKER"
+ACTIVITIES_PER_INSTANCE = 6  # 1 + fan-out of 3 in the parent, 2 in the child
+
+
+def each_point_once() -> Iterator[str | None]:
+    """One process per fault point, dying the first time it reaches it; then clean workers."""
+    yield from (f"{point}:1.0" for point in FAULT_POINTS)
+    while True:
+        yield None
+
+
+def rotating_points(probability: float, seed: int) -> Iterator[str | None]:
+    """Fault points in turn, each process dying at its point with ``probability`` per pass."""
+    rng = random.Random(seed)
+    for point in itertools.cycle(FAULT_POINTS):
+        yield f"{point}:{probability}:{rng.randrange(1 << 30)}"
+
+
+def _point_of(spec: str | None) -> str | None:
+    return spec.split(":", 1)[0] if spec else None
+
+
+@dataclass
+class _Slot:
+    process: subprocess.Popen[bytes] | None = None
+    spec: str | None = None
+
+
+class WorkerFleet:
+    """Worker processes for one hub, replaced as they die, with a kill budget.
+
+    ``plan`` yields each new process's ``DTF_SB_FAULTS`` spec (None: no faults). Once ``kill_budget``
+    injected crashes happened, new processes start clean so the remaining work can drain.
+    """
+
+    def __init__(
+        self,
+        hub: HubConnection,
+        *,
+        workdir: Path,
+        size: int,
+        plan: Iterator[str | None],
+        kill_budget: int,
+        activity_log: Path,
+        max_delivery_count: int,
+    ) -> None:
+        self._hub = hub
+        self._workdir = workdir
+        self._plan = plan
+        self._budget = kill_budget
+        self._activity_log = activity_log
+        self._max_delivery_count = max_delivery_count
+        self._slots = [_Slot() for _ in range(size)]
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self.kills = 0
+        self.kills_by_point: Counter[str] = Counter()
+        self.unexpected_exits: list[str] = []
+        self.spawned = 0
+        self._stderr = open(workdir / "workers.log", "ab")
+
+    @property
+    def budget_spent(self) -> bool:
+        return self.kills >= self._budget
+
+    def _spawn(self, slot: _Slot) -> None:
+        spec = None if self.budget_spent else next(self._plan)
+        options = self._hub.options
+        env = dict(os.environ)
+        env[CONFIG_ENV] = json.dumps(
+            {
+                "hub": options.hub_name,
+                "lock_duration": options.lock_duration,
+                "max_delivery_count": self._max_delivery_count,
+                "servicebus": self._hub.servicebus_connection_string,
+                "storage": self._hub.storage_connection_string,
+            }
+        )
+        env[ACTIVITY_LOG_ENV] = str(self._activity_log)
+        env.pop(ENV_VAR, None)
+        if spec:
+            env[ENV_VAR] = spec
+        slot.spec = spec
+        slot.process = subprocess.Popen(
+            [sys.executable, str(WORKER_SCRIPT)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._stderr,
+            stderr=self._stderr,
+        )
+        self.spawned += 1
+
+    def _reap(self, slot: _Slot) -> bool:
+        """Account for a process that exited; True when the slot is free."""
+        process = slot.process
+        if process is None:
+            return True
+        code = process.poll()
+        if code is None:
+            return False
+        point = _point_of(slot.spec)
+        if code == CRASH_EXIT_CODE and point is not None:
+            self.kills += 1
+            self.kills_by_point[point] += 1
+        elif not (code == 0 and self._stopping):
+            self.unexpected_exits.append(f"exit {code} (faults: {slot.spec})")
+        slot.process = None
+        return True
+
+    async def _supervise(self) -> None:
+        while not self._stopping:
+            for slot in self._slots:
+                if self._reap(slot) and not self._stopping:
+                    self._spawn(slot)
+            await asyncio.sleep(0.05)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._supervise(), name="worker-fleet")
+
+    def live_specs(self) -> list[str | None]:
+        return [s.spec for s in self._slots if s.process is not None]
+
+    async def stop(self, *, timeout: float = 30.0) -> None:
+        """SIGTERM every process (a graceful stop), SIGKILL what is still alive after ``timeout``."""
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for slot in self._slots:
+            if slot.process is not None and slot.process.poll() is None:
+                slot.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for slot in self._slots:
+            process = slot.process
+            if process is not None:
+                try:
+                    await asyncio.to_thread(process.wait, max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    await asyncio.to_thread(process.wait)
+            self._reap(slot)
+        self._stderr.close()
+
+
+@dataclass
+class StormReport:
+    """What a storm did and what the audit found; the goal is zeros everywhere but the first lines."""
+
+    kills: int = 0
+    kills_by_point: dict[str, int] = field(default_factory=dict)
+    worker_processes: int = 0
+    instances: int = 0
+    completed: int = 0
+    lost_instances: list[str] = field(default_factory=list)
+    wrong_results: list[str] = field(default_factory=list)
+    duplicated_history_events: list[str] = field(default_factory=list)
+    extra_activity_runs: int = 0
+    missing_activity_runs: int = 0
+    leftover_messages: dict[str, Any] = field(default_factory=dict)
+    unexpected_exits: list[str] = field(default_factory=list)
+    session_state_writes: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "kills": self.kills,
+            "kills_by_point": self.kills_by_point,
+            "worker_processes": self.worker_processes,
+            "instances": self.instances,
+            "completed": self.completed,
+            "lost_instances": len(self.lost_instances),
+            "wrong_results": len(self.wrong_results),
+            "duplicated_history_events": len(self.duplicated_history_events),
+            "extra_activity_runs": self.extra_activity_runs,
+            "missing_activity_runs": self.missing_activity_runs,
+            "leftover_messages": {q: list(c) for q, c in self.leftover_messages.items()},
+            "unexpected_exits": len(self.unexpected_exits),
+            "session_state_writes": self.session_state_writes,
+            "seconds": round(self.seconds, 1),
+        }
+
+    def problems(self) -> list[str]:
+        """Everything that contradicts the commit protocol's guarantees, described."""
+        out = [f"lost: {i}" for i in self.lost_instances]
+        out += [f"wrong result: {w}" for w in self.wrong_results]
+        out += [f"duplicated: {d}" for d in self.duplicated_history_events]
+        out += [f"left in {q}: {c}" for q, c in self.leftover_messages.items()]
+        out += [f"worker died unexpectedly: {e}" for e in self.unexpected_exits]
+        if self.missing_activity_runs:
+            out.append(f"{self.missing_activity_runs} activities never ran")
+        return out
+
+
+async def _status(client: Any, instance_id: str) -> OrchestrationStatus | None:
+    state = await client.get_orchestration_state(instance_id)
+    return state.status if state is not None else None
+
+
+async def run_storm(
+    hub: HubConnection,
+    emulator: EmulatorThread,
+    *,
+    workdir: Path,
+    kill_budget: int,
+    plan: Iterator[str | None],
+    workers: int = 3,
+    wave: int = 10,
+    max_instances: int | None = None,
+    min_instances: int = 1,
+    max_delivery_count: int = 10,
+    drain_timeout: float = 300.0,
+    progress: Callable[[str], None] | None = None,
+) -> StormReport:
+    """Run instances of ``mixed`` until the fleet spent its kill budget, drain, then audit."""
+    started = time.monotonic()
+    activity_log = workdir / "activities.log"
+    states = SessionStateLog.install(emulator, hub.options.orchestrator_queue)
+    fleet = WorkerFleet(
+        hub,
+        workdir=workdir,
+        size=workers,
+        plan=plan,
+        kill_budget=kill_budget,
+        activity_log=activity_log,
+        max_delivery_count=max_delivery_count,
+    )
+    report = StormReport()
+    inputs: dict[str, int] = {}
+    finished: set[str] = set()
+    fleet.start()
+    try:
+        async with hub.client() as client:
+
+            async def schedule(count: int) -> None:
+                for _ in range(count):
+                    n = len(inputs)
+                    instance_id = f"storm-{n:05d}"
+                    await client.schedule_new_orchestration(mixed, input=n, instance_id=instance_id)
+                    await client.raise_orchestration_event(instance_id, EVENT_NAME, data=event_data(n))
+                    inputs[instance_id] = n
+
+            async def poll_finished() -> None:
+                open_ids = [i for i in inputs if i not in finished]
+                statuses = await asyncio.gather(*(_status(client, i) for i in open_ids))
+                for instance_id, status in zip(open_ids, statuses, strict=True):
+                    if status is not None and status.is_terminal:
+                        finished.add(instance_id)
+
+            last_note = 0.0
+            while (not fleet.budget_spent or len(inputs) < min_instances) and (
+                max_instances is None or len(inputs) < max_instances
+            ):
+                await poll_finished()
+                in_flight = len(inputs) - len(finished)
+                if in_flight < wave:
+                    room = wave * 2 - in_flight
+                    if max_instances is not None:
+                        room = min(room, max_instances - len(inputs))
+                    await schedule(room)
+                if progress is not None and time.monotonic() - last_note > 10:
+                    last_note = time.monotonic()
+                    progress(
+                        f"kills={fleet.kills} instances={len(inputs)} finished={len(finished)} "
+                        f"processes={fleet.spawned}"
+                    )
+                await asyncio.sleep(0.5)
+
+            async def all_finished() -> bool:
+                await poll_finished()
+                if progress is not None:
+                    progress(f"draining: finished {len(finished)}/{len(inputs)}, kills={fleet.kills}")
+                return len(finished) == len(inputs)
+
+            with contextlib.suppress(AssertionError):
+                await wait_for(
+                    all_finished, timeout=drain_timeout, what="every instance to finish", interval=2
+                )
+
+            async def queues_empty() -> bool:
+                return not await asyncio.to_thread(leftover_messages, emulator, hub.options)
+
+            with contextlib.suppress(AssertionError):
+                await wait_for(queues_empty, timeout=60, what="the hub's queues to empty", interval=1)
+            await fleet.stop()
+            report.leftover_messages = await asyncio.to_thread(leftover_messages, emulator, hub.options)
+            await _audit(client, inputs, report, activity_log)
+    finally:
+        await fleet.stop()
+        states.uninstall()
+    writes = states.snapshot()
+    report.session_state_writes = len(writes)
+    for write in writes:
+        if write.data is None:
+            continue
+        events, chunked = session_events(write.data)
+        if chunked:
+            continue  # the workload's histories never reach a chunk; only whole histories are checked
+        for dup in duplicate_events(events):
+            report.duplicated_history_events.append(f"session state of {write.session_id}: {dup}")
+    report.kills = fleet.kills
+    report.kills_by_point = dict(fleet.kills_by_point)
+    report.worker_processes = fleet.spawned
+    report.unexpected_exits = fleet.unexpected_exits
+    report.seconds = time.monotonic() - started
+    return report
+
+
+async def _audit(client: Any, inputs: dict[str, int], report: StormReport, activity_log: Path) -> None:
+    report.instances = len(inputs)
+    expected_activities: set[str] = set()
+    for instance_id, n in inputs.items():
+        state = await client.get_orchestration_state(instance_id)
+        if state is None or state.status is not OrchestrationStatus.COMPLETED:
+            status = state.status.name if state is not None else "unknown"
+            report.lost_instances.append(f"{instance_id} ({status})")
+            continue
+        report.completed += 1
+        result = decode_payload(state.output)
+        if result != expected_mixed(n):
+            report.wrong_results.append(f"{instance_id}: {result!r} != {expected_mixed(n)!r}")
+        history = list(await client.get_orchestration_history(instance_id))
+        children = [e.instance_id for e in history if isinstance(e, SubOrchestrationInstanceCreatedEvent)]
+        for dup in duplicate_events(history):
+            report.duplicated_history_events.append(f"instance store of {instance_id}: {dup}")
+        expected_activities.add(instance_id)
+        for child in children:
+            expected_activities.add(child)
+            for dup in duplicate_events(await client.get_orchestration_history(child)):
+                report.duplicated_history_events.append(f"instance store of {child}: {dup}")
+    runs = activity_runs(activity_log)
+    counted = {key: count for key, count in runs.items() if key[0] in expected_activities}
+    report.extra_activity_runs = sum(counted.values()) - len(counted)
+    report.missing_activity_runs = max(0, report.completed * ACTIVITIES_PER_INSTANCE - len(counted))

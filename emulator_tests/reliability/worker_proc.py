@@ -1,0 +1,79 @@
+"""A worker process for the kill tests: serves one hub with the reliability workload until told to stop.
+
+The emulator and Azurite live in the parent (test or benchmark) process, so killing this one takes
+nothing else down. The parent passes the hub and endpoints as JSON in ``DTF_SB_REL_WORKER`` and the
+crash points in ``DTF_SB_FAULTS`` (see ``dtf_sb.servicebus.faults``): at an injected point the
+runtime ends this process with ``os._exit(137)``, with no cleanup, as a SIGKILL would. SIGTERM stops
+it gracefully (exit 0).
+
+    DTF_SB_REL_WORKER='{"hub": ..., "servicebus": ..., "storage": ...}' python worker_proc.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from workload import ACTIVITIES, ORCHESTRATORS
+
+from dtf_sb.options import TaskHubOptions, WorkerOptions
+from dtf_sb.worker import TaskHubWorker
+
+CONFIG_ENV = "DTF_SB_REL_WORKER"
+
+
+def hub_options_from(config: dict[str, Any]) -> TaskHubOptions:
+    return TaskHubOptions(
+        hub_name=config["hub"],
+        lock_duration=float(config.get("lock_duration", 60.0)),
+        max_delivery_count=int(config.get("max_delivery_count", 10)),
+    )
+
+
+def worker_options_from(config: dict[str, Any]) -> WorkerOptions:
+    # Short waits and back-offs: a crashed peer's work should be picked up within seconds.
+    return WorkerOptions(
+        receive_timeout=1.0,
+        type_missing_backoff=1.0,
+        transient_backoff=0.2,
+        max_backoff=2.0,
+        stop_timeout=5.0,
+        max_concurrent_orchestrations=int(config.get("max_concurrent_orchestrations", 20)),
+        max_concurrent_activities=int(config.get("max_concurrent_activities", 10)),
+    )
+
+
+async def serve(config: dict[str, Any]) -> None:
+    worker = TaskHubWorker(
+        hub_options_from(config),
+        servicebus_connection_string=config["servicebus"],
+        storage_connection_string=config["storage"],
+        worker_options=worker_options_from(config),
+    )
+    for orchestrator in ORCHESTRATORS:
+        worker.add_orchestrator(orchestrator)
+    for activity in ACTIVITIES:
+        worker.add_activity(activity)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with worker:
+        await stop.wait()
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
+    )
+    config = json.loads(os.environ[CONFIG_ENV])
+    asyncio.run(serve(config))
+
+
+if __name__ == "__main__":
+    main()
