@@ -80,11 +80,11 @@ class EntitySenderLink(IncomingLink):
             else:
                 messages = [incoming_message(msg)]
         except DecodeError as exc:
-            return Rejected(Error("amqp:decode-error", f"the message could not be decoded: {exc}"))
+            return Rejected(Error("amqp:decode-error", f"the message could not be decoded: {exc}", {}))
         try:
             self.namespace.broker.send(self.ref.path, messages)
         except BrokerError as exc:
-            return Rejected(Error(exc.condition, exc.message))
+            return Rejected(Error(exc.condition, exc.message, {}))
         return Accepted()
 
 
@@ -213,10 +213,10 @@ class EntityReceiverLink(OutgoingLink):
                     owner=self,
                 )
             except SessionLockLost as exc:
-                self.detach(Error(exc.condition, exc.message))
+                self.detach(Error(exc.condition, exc.message, {}))
                 return
             except BrokerError as exc:
-                self.detach(Error(exc.condition, exc.message))
+                self.detach(Error(exc.condition, exc.message, {}))
                 return
             if not batch:
                 return
@@ -261,7 +261,7 @@ class EntityReceiverLink(OutgoingLink):
             else:
                 return
         except BrokerError as exc:
-            echo = Rejected(Error(exc.condition, exc.message))
+            echo = Rejected(Error(exc.condition, exc.message, {}))
         if not settled:
             self.session.echo_settlement(delivery_id, echo)
 
@@ -281,7 +281,7 @@ class NodeRequestLink(IncomingLink):
         try:
             request = decode_message(data)
         except DecodeError as exc:
-            return Rejected(Error("amqp:decode-error", str(exc)))
+            return Rejected(Error("amqp:decode-error", str(exc), {}))
         response = self.namespace.handle_request(self, request)
         reply_to = request.properties.reply_to if request.properties is not None else None
         reply = self._reply_link(reply_to)
@@ -515,7 +515,9 @@ class _Namespace:
     def _on_session_lost(self, path: str, session_id: str, owner: Any) -> None:
         if isinstance(owner, EntityReceiverLink) and not owner.detached:
             owner.session_id = None
-            owner.detach(Error(SessionLockLost.condition, f"The session lock for {session_id!r} has expired"))
+            owner.detach(
+                Error(SessionLockLost.condition, f"The session lock for {session_id!r} has expired", {})
+            )
             owner.session.connection.flush()
 
     def _pump_dirty(self) -> None:
@@ -742,7 +744,7 @@ class Emulator:
             connection.abort()
         except Exception:
             log.exception("connection %d failed", connection.id)
-            connection.close(Error("amqp:internal-error", "the emulator hit an internal error"))
+            connection.close(Error("amqp:internal-error", "the emulator hit an internal error", {}))
         finally:
             if task is not None:
                 self._tasks.discard(task)

@@ -147,7 +147,7 @@ class Connection:
             self.abort()
             return
         except DecodeError as exc:
-            self.close(Error("amqp:decode-error", str(exc)))
+            self.close(Error("amqp:decode-error", str(exc), {}))
             return
         for item in items:
             if self._closed:
@@ -158,7 +158,7 @@ class Connection:
                 else:
                     self._on_frame(item)
             except DecodeError as exc:
-                self.close(Error("amqp:decode-error", str(exc)))
+                self.close(Error("amqp:decode-error", str(exc), {}))
                 return
 
     # -- protocol header and SASL -----------------------------------------------------------

@@ -92,7 +92,7 @@ class Link:
             )
         self.session.send_performative(attach)
         self.attached = True
-        self.detach(Error(condition, description))
+        self.detach(Error(condition, description, {}))
 
     def on_attached(self) -> None:
         """Called once our attach is on its way."""
@@ -306,7 +306,9 @@ class IncomingLink(Link):
             self._first = None
             self._chunks = []
             self.detach(
-                Error("amqp:link:message-size-exceeded", f"deliveries are limited to {MAX_DELIVERY_BYTES}")
+                Error(
+                    "amqp:link:message-size-exceeded", f"deliveries are limited to {MAX_DELIVERY_BYTES}", {}
+                )
             )
             return
         if transfer.more:
