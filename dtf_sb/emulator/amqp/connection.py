@@ -45,7 +45,7 @@ from .performatives import (
     SaslOutcome,
     Transfer,
 )
-from .session import Session
+from .session import Session, frame
 
 __all__ = ["Connection", "ConnectionHandler"]
 
@@ -266,7 +266,7 @@ class Connection:
             self.peer_max_frame_size,
         )
         self.write(
-            encode_frame(
+            frame(
                 0,
                 Open(
                     container_id=self.container_id,
@@ -361,11 +361,11 @@ class Connection:
                 "connection %d closed by the broker: %s %s", self.id, error.condition, error.description
             )
         if self._opened or error is None:
-            self.write(encode_frame(0, Close(error=error)))
+            self.write(frame(0, Close(error=error)))
         else:
             # A failure before open: the spec still wants an open before a close.
-            self.write(encode_frame(0, Open(container_id=self.container_id)))
-            self.write(encode_frame(0, Close(error=error)))
+            self.write(frame(0, Open(container_id=self.container_id)))
+            self.write(frame(0, Close(error=error)))
         self.flush()
         self._closed = True
         with contextlib.suppress(Exception):

@@ -8,18 +8,31 @@ beyond the client's (part 2, 2.5.6).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .frames import encode_frame
-from .performatives import Attach, Begin, Detach, Disposition, End, Error, Flow, Role, Transfer
+from .performatives import (
+    Attach,
+    Begin,
+    Detach,
+    Disposition,
+    End,
+    Error,
+    Flow,
+    Role,
+    Transfer,
+    performative_to_described,
+)
+from .types import Described
 
 if TYPE_CHECKING:
     from .connection import Connection
     from .link import Link, OutgoingLink
 
-__all__ = ["Session"]
+__all__ = ["Session", "frame"]
 
 log = logging.getLogger("dtf_sb.emulator")
 
@@ -27,6 +40,26 @@ log = logging.getLogger("dtf_sb.emulator")
 INCOMING_WINDOW = 65536
 OUTGOING_WINDOW = 65536
 _UINT = 1 << 32
+
+
+_FIELD_COUNTS: dict[type, int] = {}
+
+
+def frame(channel: int, performative: Any, payload: bytes = b"") -> bytes:
+    """Encode a frame with every performative field present (trailing ones as null).
+
+    The spec lets trailing nulls be left off, but azure-servicebus 7.14's decoder indexes the field
+    list directly (``frame[4]`` of an open) and reads an empty list as garbage, so the broker always
+    sends the full list.
+    """
+    described = performative_to_described(performative)
+    count = _FIELD_COUNTS.get(type(performative))
+    if count is None:
+        count = _FIELD_COUNTS[type(performative)] = len(dataclasses.fields(performative))
+    values = described.value
+    if len(values) < count:
+        described = Described(described.descriptor, values + [None] * (count - len(values)))
+    return encode_frame(channel, described, payload)
 
 
 @dataclass(slots=True)
@@ -99,7 +132,7 @@ class Session:
     def send_performative(self, performative: Any, payload: bytes = b"") -> None:
         if self.ended and not isinstance(performative, End):
             return
-        self.connection.write(encode_frame(self.channel, performative, payload))
+        self.connection.write(frame(self.channel, performative, payload))
 
     def _session_flow_fields(self) -> dict[str, Any]:
         return {
@@ -140,52 +173,25 @@ class Session:
         delivery_id = self.next_delivery_id
         self.next_delivery_id = (delivery_id + 1) % _UINT
         limit = self.connection.peer_max_frame_size
-        first = Transfer(
+        last = Transfer(
             handle=link.handle,
             delivery_id=delivery_id,
             delivery_tag=tag,
             message_format=message_format,
             settled=settled,
-            more=True,
         )
-        single = encode_frame(
-            self.channel,
-            Transfer(
-                handle=link.handle,
-                delivery_id=delivery_id,
-                delivery_tag=tag,
-                message_format=message_format,
-                settled=settled,
-            ),
-            payload,
-        )
+        single = frame(self.channel, last, payload)
         if len(single) <= limit:
             self.connection.write(single)
             frames = 1
         else:
-            overhead = len(encode_frame(self.channel, first)) + 16
-            chunk = max(1, limit - overhead)
+            first = dataclasses.replace(last, more=True)
+            chunk = max(1, limit - len(frame(self.channel, first)) - 16)
             frames = 0
             for start in range(0, len(payload), chunk):
                 end = start + chunk
-                more = end < len(payload)
                 piece = payload[start:end]
-                if more:
-                    self.connection.write(encode_frame(self.channel, first, piece))
-                else:
-                    self.connection.write(
-                        encode_frame(
-                            self.channel,
-                            Transfer(
-                                handle=link.handle,
-                                delivery_id=delivery_id,
-                                delivery_tag=tag,
-                                message_format=message_format,
-                                settled=settled,
-                            ),
-                            piece,
-                        )
-                    )
+                self.connection.write(frame(self.channel, first if end < len(payload) else last, piece))
                 frames += 1
         self.next_outgoing_id += frames
         self.remote_incoming_window -= frames
