@@ -7,6 +7,10 @@ shares the queue, starts from an empty entity instead of failing for an unrelate
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +18,37 @@ import pytest
 from sbkit import Sdk, purge_queue
 
 CONFIG = Path(__file__).with_name("Config.json")
+HANG_LIMIT_SECONDS = float(os.environ.get("DTF_SB_HANG_LIMIT", "180"))
+
+
+@pytest.fixture(autouse=True)
+def hang_watchdog(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Turn a hung test into a failed run showing every thread's stack, instead of a silent CI timeout.
+
+    A broker that never answers leaves the SDK waiting in places (a session attach, a sync receive in
+    a worker thread) that no asyncio timeout can cancel, so the last resort is ending the process.
+    """
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+
+    def fire() -> None:
+        stacks = "\n".join(
+            f"--- thread {ident}\n{''.join(traceback.format_stack(frame))}"
+            for ident, frame in sys._current_frames().items()
+        )
+        with capture.global_and_fixture_disabled():
+            sys.stderr.write(
+                f"\n{request.node.nodeid} still running after {HANG_LIMIT_SECONDS} s; thread stacks:\n{stacks}\n"
+            )
+            sys.stderr.flush()
+        os._exit(3)
+
+    timer = threading.Timer(HANG_LIMIT_SECONDS, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
