@@ -180,7 +180,13 @@ class MessageEnvelope:
                 raise MalformedMessageError(
                     f"message body is in blob {blob_key!r} but this worker has no payload store configured"
                 )
-            data = await self.payloads.download(blob_key)
+            try:
+                data = await self.payloads.download(blob_key)
+            except LookupError as exc:
+                # The blob is uploaded (immutably) before the message that names it is sent, so a
+                # missing one never appears later: retrying would only spend the delivery count and
+                # end in a dead letter that no longer says what was wrong.
+                raise MalformedMessageError(f"message body blob {blob_key!r} does not exist: {exc}") from None
         else:
             data = received_body(message)
         if compression is None or compression == "":
