@@ -23,8 +23,10 @@ execution stays in the instance store as the record of what happened.
 
 Sub-orchestrations are retried by starting them again (a new child instance when the id was derived,
 which is the default), not by rewinding the failed child. A child started with an explicit instance
-id that was still running when the parent failed reports to the old execution and is not awaited
-again.
+id that was still running when the parent failed cannot be started again (it is running), so its
+``SubOrchestrationInstanceCreated`` stays; its result, addressed to the old execution, is accepted by
+the new one because the new execution's history names the execution it was rewound from
+(:func:`rewound_marker`, :func:`rewound_from`).
 """
 
 from __future__ import annotations
@@ -59,15 +61,19 @@ from dtf_sb.core.status import OrchestrationStatus
 
 __all__ = [
     "REWIND_REQUEST_KIND",
+    "REWOUND_MARKER_KIND",
     "RewindError",
     "RewindPlan",
     "RewindRequest",
     "decode_rewind_request",
     "encode_rewind_request",
     "rewind_history",
+    "rewound_from",
+    "rewound_marker",
 ]
 
 REWIND_REQUEST_KIND = "dtf_sb.rewind"
+REWOUND_MARKER_KIND = "dtf_sb.rewound"
 _REQUEST_VERSION = 1
 
 _DECISIONS = (TaskScheduledEvent, SubOrchestrationInstanceCreatedEvent, TimerCreatedEvent, EventSentEvent)
@@ -149,6 +155,8 @@ def rewind_history(events: Sequence[HistoryEvent], *, new_execution_id: str, now
             continue
         answer = answered.get((key, event_id))
         if answer is None:
+            if _started_explicitly(decision, started):
+                continue  # still running under its own id: its answer is accepted from the old execution
             drop.add(index)
             rescheduled.append(event_id)
         elif isinstance(body[answer], _FAILURES) and answer > last_decision:
@@ -175,6 +183,35 @@ def rewind_history(events: Sequence[HistoryEvent], *, new_execution_id: str, now
         retried=sorted(retried),
         rescheduled=sorted(rescheduled),
     )
+
+
+def _started_explicitly(decision: HistoryEvent, started: ExecutionStartedEvent) -> bool:
+    """A sub-orchestration whose instance id was given by the code, not derived from the execution."""
+    if not isinstance(decision, SubOrchestrationInstanceCreatedEvent):
+        return False
+    parent = started.orchestration_instance
+    derived = f"{parent.execution_id or parent.instance_id}:{decision.event_id}"
+    return decision.instance_id != derived
+
+
+def rewound_marker(previous_execution_id: str, reason: str | None) -> GenericEvent:
+    """The event that opens a rewound execution's first episode and names where it came from."""
+    document = {"kind": REWOUND_MARKER_KIND, "from": previous_execution_id, "reason": reason}
+    return GenericEvent(data=orjson.dumps(document).decode("utf-8"))
+
+
+def rewound_from(events: Sequence[HistoryEvent]) -> set[str]:
+    """Executions this history was rewound from; their late answers belong to it."""
+    found: set[str] = set()
+    for event in events:
+        if isinstance(event, GenericEvent) and event.data and REWOUND_MARKER_KIND in event.data:
+            try:
+                document = orjson.loads(event.data)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(document, dict) and document.get("kind") == REWOUND_MARKER_KIND:
+                found.add(str(document.get("from")))
+    return found
 
 
 def encode_rewind_request(request: RewindRequest) -> GenericEvent:

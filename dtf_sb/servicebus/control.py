@@ -10,7 +10,8 @@ protocol and safe against crashes and redelivery like any episode. The dispatche
   becomes a plain ``GenericEvent`` of that execution, which gives the episode something to commit.
   Replaying the rewritten history leaves the retried calls pending; the episode schedules them. A
   request that finds a running execution (an earlier rewind got there first, or the instance was
-  restarted) is stale and is dropped.
+  restarted) is stale and is dropped. Answers addressed to an execution the loaded one was rewound
+  from (a child that was still running, a late activity result) are readdressed to it.
 * :func:`terminate_children` after the episode was decided. When the instance was terminated by a
   recursive terminate in this episode, a terminate (recursive too) goes to every sub-orchestration it
   created that has not reported back, with a deterministic message id, before the state is written.
@@ -29,9 +30,12 @@ from ..core.history import (
     SubOrchestrationInstanceCompletedEvent,
     SubOrchestrationInstanceCreatedEvent,
     SubOrchestrationInstanceFailedEvent,
+    TaskCompletedEvent,
+    TaskFailedEvent,
+    TimerFiredEvent,
 )
 from ..core.messages import OrchestrationInstance, TaskMessage
-from ..core.rewind import RewindError, decode_rewind_request
+from ..core.rewind import RewindError, decode_rewind_request, rewound_from, rewound_marker
 from ..core.status import OrchestrationStatus
 from ..options import TaskHubOptions
 from ._outbound import Outbound
@@ -50,6 +54,13 @@ _log = logging.getLogger("dtf_sb.servicebus.control")
 #: Tag on a terminate ``TaskMessage`` asking the instance to terminate its running children too.
 RECURSIVE_TERMINATE_TAG = "dtf_sb.terminate.recursive"
 _STALE_EXECUTION = "rewind-stale"
+_ANSWERS = (
+    TaskCompletedEvent,
+    TaskFailedEvent,
+    SubOrchestrationInstanceCompletedEvent,
+    SubOrchestrationInstanceFailedEvent,
+    TimerFiredEvent,
+)
 
 
 def _has_running_execution(loaded: SessionState | None) -> bool:
@@ -63,6 +74,7 @@ def apply_rewinds(
     loaded: SessionState | None, decoded: list[tuple[Any, TaskMessage]]
 ) -> tuple[SessionState | None, list[tuple[Any, TaskMessage]]]:
     """Install the rewound execution a request in this batch carries (see module docs)."""
+    decoded = _retarget_answers(loaded, decoded)
     if not any(isinstance(t.event, GenericEvent) for _, t in decoded):
         return loaded, decoded
     out: list[tuple[Any, TaskMessage]] = []
@@ -91,10 +103,7 @@ def apply_rewinds(
             request.execution_id,
         )
         loaded = SessionState(events=list(request.events), tracked_through=0)
-        marker = GenericEvent(
-            data=f"rewound from execution {request.previous_execution_id}"
-            + (f": {request.reason}" if request.reason else "")
-        )
+        marker = rewound_marker(request.previous_execution_id, request.reason)
         out.append(
             (
                 message,
@@ -105,6 +114,47 @@ def apply_rewinds(
             )
         )
     return loaded, out
+
+
+def _retarget_answers(
+    loaded: SessionState | None, decoded: list[tuple[Any, TaskMessage]]
+) -> list[tuple[Any, TaskMessage]]:
+    """Answers addressed to an execution this one was rewound from belong to this one.
+
+    Only looked into when a message names another execution than the loaded one, which is rare, so
+    the history scan costs nothing on the common path.
+    """
+    if loaded is None or not loaded.events:
+        return decoded
+    current: str | None = None
+    predecessors: set[str] | None = None
+    out = decoded
+    for index, (message, task_message) in enumerate(decoded):
+        target = task_message.orchestration_instance.execution_id
+        if not target or not isinstance(task_message.event, _ANSWERS):
+            continue
+        if current is None:
+            current = loaded.runtime_state().execution_id or ""
+        if target == current:
+            continue
+        if predecessors is None:
+            predecessors = rewound_from(loaded.events)
+        if target not in predecessors:
+            continue
+        if out is decoded:
+            out = list(decoded)
+        out[index] = (
+            message,
+            TaskMessage(
+                event=task_message.event,
+                orchestration_instance=OrchestrationInstance(
+                    task_message.orchestration_instance.instance_id, current
+                ),
+                sequence_number=task_message.sequence_number,
+                tags=dict(task_message.tags),
+            ),
+        )
+    return out
 
 
 def _stale(task_message: TaskMessage) -> TaskMessage:

@@ -113,6 +113,43 @@ async def test_rewind_retries_a_failed_sub_orchestration(start_worker, client) -
     assert switch.calls == {"flaky": 2}
 
 
+async def test_a_child_still_running_at_the_failure_reports_to_the_rewound_execution(
+    start_worker, client
+) -> None:
+    switch = Switch()
+
+    async def flaky(_: Any) -> str:
+        switch.count("flaky")
+        if not switch.fixed:
+            raise ValueError("not yet")
+        return "ok"
+
+    async def waiter(ctx: OrchestrationContext, _: Any) -> Any:
+        return await ctx.wait_for_external_event("go")
+
+    async def mixed(ctx: OrchestrationContext, _: Any) -> list[Any]:
+        child = ctx.call_sub_orchestrator(waiter, instance_id=f"{ctx.instance_id}-child")
+        return await ctx.when_all([child, ctx.call_activity(flaky)])
+
+    await start_worker([mixed, waiter], [flaky])
+    iid = await client.schedule_new_orchestration(mixed, instance_id=new_instance_id("mixed"))
+    failed = await client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
+    assert failed.status is OrchestrationStatus.FAILED
+    await status_when(client, f"{iid}-child", OrchestrationStatus.RUNNING)
+
+    switch.fixed = True
+    await client.rewind_orchestration(iid)
+
+    async def retried() -> bool:
+        return switch.calls.get("flaky") == 2
+
+    await wait_until(retried, what="the failed activity to run again")
+    await client.raise_orchestration_event(f"{iid}-child", "go", data="child done")
+    done = await _completed_after_rewind(client, iid, failed.orchestration_instance.execution_id)
+    assert done.status is OrchestrationStatus.COMPLETED
+    assert decode_payload(done.output) == ["child done", "ok"]
+
+
 async def test_rewind_refuses_instances_that_did_not_fail(start_worker, client) -> None:
     async def wait_forever(ctx: OrchestrationContext, _: Any) -> Any:
         return await ctx.wait_for_external_event("never")
