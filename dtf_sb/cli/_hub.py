@@ -33,8 +33,6 @@ def _is_emulator(connection_string: str | None) -> bool:
 
 
 async def _create_or_delete(args: argparse.Namespace) -> int:
-    from dtf_sb.client import TaskHubClient
-
     settings = connection_settings(args, storage=False)
     if _is_emulator(settings.servicebus_connection_string):
         raise CliError(
@@ -43,22 +41,31 @@ async def _create_or_delete(args: argparse.Namespace) -> int:
             f"generate Microsoft's emulator Config.json with `dtf-sb hub config --hub {settings.hub}`"
         )
     options = _options(settings.hub)
-    kwargs = settings.client_kwargs()
-    async with TaskHubClient(options, **kwargs) as client:
+    from dtf_sb.servicebus.connection import ServiceBusConnection
+    from dtf_sb.servicebus.entities import create_hub_queues, delete_hub_queues
+
+    # Only Service Bus is involved: the instance store creates its containers on first use.
+    credential = None
+    if not settings.servicebus_connection_string:
+        from azure.identity.aio import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+    connection = ServiceBusConnection(
+        connection_string=settings.servicebus_connection_string,
+        fully_qualified_namespace=settings.fully_qualified_namespace,
+        credential=credential,
+    )
+    async with connection.admin_client() as admin:
         if args.action == "create":
-            created = await client.create_hub(if_not_exists=not args.recreate)
-            result = {"hub": settings.hub, "created": created}
+            names = await create_hub_queues(admin, options, if_not_exists=not args.recreate)
         else:
-            deleted = await client.delete_hub()
-            result = {"hub": settings.hub, "deleted": deleted}
+            names = await delete_hub_queues(admin, options)
+    key = "created" if args.action == "create" else "deleted"
     if args.json:
-        emit_json(result)
+        emit_json({"hub": settings.hub, key: names})
     else:
-        key = "created" if args.action == "create" else "deleted"
-        names = result[key] or []
-        print(
-            f"{key} {len(names)} queue(s) of hub {settings.hub}: {', '.join(names) or '(none: all existed)'}"
-        )
+        none = "(none: all existed)" if args.action == "create" else "(none: none existed)"
+        print(f"{key} {len(names)} queue(s) of hub {settings.hub}: {', '.join(names) or none}")
     return 0
 
 

@@ -140,3 +140,20 @@ def test_usage_errors_exit_with_argparse_code() -> None:
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args([])
     assert exc.value.code == 2
+
+
+def test_hub_create_on_an_emulator_says_where_queues_come_from(capsys: pytest.CaptureFixture[str]) -> None:
+    emulator = "Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=a;SharedAccessKey=b;UseDevelopmentEmulator=true"
+    assert main(["hub", "create", "--hub", "orders", "--servicebus-connection-string", emulator]) == 2
+    err = capsys.readouterr().err
+    assert "dtf-sb emulator --hub orders" in err and "hub config --hub orders" in err
+    assert "SharedAccessKey=b" not in err
+
+
+def test_hub_config_prints_the_emulator_queues(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert main(["hub", "config", "--hub", "orders"]) == 0
+    config = json.loads(capsys.readouterr().out)
+    names = sorted(q["Name"] for q in config["UserConfig"]["Namespaces"][0]["Queues"])
+    assert names == ["orders/orchestrator", "orders/tracking", "orders/worker"]
