@@ -16,6 +16,7 @@ is recognised once it is in history.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -223,6 +224,9 @@ class TaskHubClient:
             )
         except Exception as exc:
             if not is_transient(exc):
+                # It will fail the same way when re-sent: drop the record so the id is not held Pending.
+                with contextlib.suppress(Exception):
+                    await self._store.delete_jump_start(instance_id, execution_id)
                 raise
             _log.warning(
                 "sending the start of %s failed (%s: %s); the jump-start manager will send it",

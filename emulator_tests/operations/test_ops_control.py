@@ -126,6 +126,26 @@ async def test_a_start_that_was_never_sent_is_jump_started_after_the_window(hub,
         assert first_episode.timestamp - recorded >= timedelta(seconds=window)
 
 
+async def test_a_start_refused_for_good_leaves_no_pending_instance(start_worker, client) -> None:
+    from azure.servicebus.exceptions import MessageSizeExceededError
+
+    async def refuse(_messages: Any) -> None:
+        raise MessageSizeExceededError(message="the message is larger than the queue accepts")
+
+    iid = new_instance_id("refused")
+    send = client._senders.send
+    client._senders.send = refuse
+    with pytest.raises(MessageSizeExceededError):
+        await client.schedule_new_orchestration(hello, input="x", instance_id=iid)
+    client._senders.send = send
+    # Re-sending would fail the same way, so the jump-start record is gone and the id is free again.
+    assert await client.get_orchestration_state(iid) is None
+    await start_worker([hello])
+    await client.schedule_new_orchestration(hello, input="again", instance_id=iid)
+    done = await client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
+    assert decode_payload(done.output) == "hello again"
+
+
 # -- suspend across a worker restart -------------------------------------------------------------------
 async def test_suspended_instance_resumes_where_it_was_after_a_worker_restart(
     hub, client, worker_options
