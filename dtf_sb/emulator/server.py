@@ -540,8 +540,13 @@ class _Namespace:
                     and not any(s is not None and s.lower() == link.session_id.lower() for s in session_ids)
                 ):
                     continue
-                link.pump()
-                touched.add(link.session.connection)
+                connection = link.session.connection
+                try:
+                    link.pump()
+                except Exception:
+                    log.exception("delivering on link %r failed", link.name)
+                    connection.close(Error("amqp:internal-error", "the emulator hit an internal error", {}))
+                touched.add(connection)
         for connection in touched:
             connection.flush()
         self.reschedule()
