@@ -16,6 +16,7 @@ from typing import Any
 
 from azure.servicebus.exceptions import MessageSizeExceededError
 
+from ._loop import SOCKET_TIMEOUT
 from .connection import ServiceBusConnection
 from .messages import MessageEnvelope
 
@@ -40,7 +41,7 @@ class SenderPool:
             if sender is None:
                 if self._client is None:
                     self._client = self._connection.client()
-                sender = self._client.get_queue_sender(queue)
+                sender = self._client.get_queue_sender(queue, socket_timeout=SOCKET_TIMEOUT)
                 await sender.__aenter__()
                 self._senders[queue] = sender
             return sender

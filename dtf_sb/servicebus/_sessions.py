@@ -16,10 +16,15 @@ from typing import Any
 
 from azure.servicebus import NEXT_AVAILABLE_SESSION
 
-from ._loop import Backoff, is_no_session_available, is_transient
+from ._loop import SOCKET_TIMEOUT, Backoff, is_no_session_available, is_transient, with_short_batch_linger
 from .connection import ServiceBusConnection, redact
 
 __all__ = ["SessionDispatcher"]
+
+# A pending accept waits at the broker, which hands it a session the moment one has messages; a long
+# wait therefore costs nothing, while a short one leaves gaps (timeout, SDK back-off, reconnect) in
+# which a new session waits for nobody. Stopping cancels the wait, so this does not delay shutdown.
+_ACCEPT_WAIT = 30.0
 
 
 class SessionDispatcher:
@@ -32,6 +37,7 @@ class SessionDispatcher:
         connection: ServiceBusConnection,
         queue: str,
         max_concurrent: int,
+        accept_concurrency: int = 1,
         receive_timeout: float,
         transient_backoff: float,
         max_backoff: float,
@@ -45,7 +51,8 @@ class SessionDispatcher:
         self._backoff = Backoff(transient_backoff, max_backoff)
         self._log = logger
         self._stopping = asyncio.Event()
-        self._fetch_task: asyncio.Task[None] | None = None
+        self._accept_concurrency = max(1, min(accept_concurrency, max_concurrent))
+        self._fetch_tasks: list[asyncio.Task[None]] = []
         self._inflight: set[asyncio.Task[None]] = set()
         self._paused_until = 0.0
 
@@ -57,8 +64,16 @@ class SessionDispatcher:
         return len(self._inflight)
 
     def start(self) -> None:
-        if self._fetch_task is None:
-            self._fetch_task = asyncio.create_task(self._fetch_loop(), name=f"{self.name}-fetch")
+        if not self._fetch_tasks:
+            self._start_fetching()
+
+    def _start_fetching(self) -> None:
+        # Each pending accept is one connection waiting at the broker; several of them let a burst of
+        # instances (a fan-out of sub-orchestrations) be accepted in parallel, not one after another.
+        self._fetch_tasks = [
+            asyncio.create_task(self._fetch_loop(), name=f"{self.name}-fetch-{i}")
+            for i in range(self._accept_concurrency)
+        ]
 
     def pause(self, seconds: float) -> None:
         """Stop accepting sessions for ``seconds``, withdrawing a pending accept at once.
@@ -68,18 +83,20 @@ class SessionDispatcher:
         """
         loop = asyncio.get_running_loop()
         self._paused_until = max(self._paused_until, loop.time() + seconds)
-        if self._fetch_task is not None and not self._fetch_task.done() and not self._stopping.is_set():
-            self._fetch_task.cancel()
-            self._fetch_task = asyncio.create_task(self._fetch_loop(), name=f"{self.name}-fetch")
+        if self._fetch_tasks and not self._stopping.is_set():
+            for task in self._fetch_tasks:
+                task.cancel()
+            self._start_fetching()
 
     async def stop(self, *, graceful: bool, timeout: float) -> None:
         """Stop accepting; let in-flight sessions finish (bounded) when graceful, then cancel the rest."""
         self._stopping.set()
-        if self._fetch_task is not None:
-            self._fetch_task.cancel()
+        for task in self._fetch_tasks:
+            task.cancel()
+        for task in self._fetch_tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._fetch_task
-            self._fetch_task = None
+                await task
+        self._fetch_tasks = []
         if graceful and self._inflight:
             await asyncio.wait(set(self._inflight), timeout=timeout)
         for task in list(self._inflight):
@@ -118,10 +135,13 @@ class SessionDispatcher:
                 if self._stopping.is_set():
                     self._slots.release()
                     return
-                receiver = client.get_queue_receiver(
-                    self._queue,
-                    session_id=NEXT_AVAILABLE_SESSION,
-                    max_wait_time=self._receive_timeout,
+                receiver = with_short_batch_linger(
+                    client.get_queue_receiver(
+                        self._queue,
+                        session_id=NEXT_AVAILABLE_SESSION,
+                        max_wait_time=max(self._receive_timeout, _ACCEPT_WAIT),
+                        socket_timeout=SOCKET_TIMEOUT,
+                    )
                 )
                 await receiver.__aenter__()
             except asyncio.CancelledError:

@@ -28,7 +28,7 @@ from typing import Any
 from ..core.codec import decode_task_message
 from ..core.dedupe import filter_new_events
 from ..core.errors import OrchestratorNotRegisteredError
-from ..core.executor import OrchestrationExecutor, OrchestratorResult
+from ..core.executor import OrchestrationExecutor, OrchestrationSession, OrchestratorResult
 from ..core.history import EventRaisedEvent, ExecutionStartedEvent
 from ..core.messages import TaskMessage
 from ..core.state import OrchestrationRuntimeState
@@ -50,6 +50,14 @@ __all__ = ["OrchestrationDispatcher"]
 _log = logging.getLogger("dtf_sb.servicebus.orchestrations")
 _UNLOADED: Any = object()
 _DRAIN_WAIT = 0.05
+
+
+class _Held:
+    """What a worker keeps of a session between episodes while it holds the session lock."""
+
+    def __init__(self) -> None:
+        self.loaded: Any = _UNLOADED
+        self.live: OrchestrationSession | None = None
 
 
 class _SessionIO:
@@ -88,6 +96,7 @@ class OrchestrationDispatcher(SessionDispatcher):
             connection=connection,
             queue=options.orchestrator_queue,
             max_concurrent=worker_options.max_concurrent_orchestrations,
+            accept_concurrency=worker_options.orchestration_accept_concurrency,
             receive_timeout=worker_options.receive_timeout,
             transient_backoff=worker_options.transient_backoff,
             max_backoff=worker_options.max_backoff,
@@ -104,6 +113,7 @@ class OrchestrationDispatcher(SessionDispatcher):
         self._senders = SenderPool(connection, envelope)
         self._confirmed = ConfirmedTracking()
         self._background: set[asyncio.Task[None]] = set()
+        self._keep_live = worker_options.extended_session_idle_seconds > 0
         self.episodes = 0
 
     async def stop(self, *, graceful: bool, timeout: float) -> None:
@@ -112,7 +122,7 @@ class OrchestrationDispatcher(SessionDispatcher):
 
     async def process_session(self, receiver: Any) -> None:
         session_id = str(receiver.session.session_id)
-        loaded: SessionState | None = _UNLOADED
+        held = _Held()
         idle = self._worker_options.extended_session_idle_seconds
         first = True
         async with renew_session_lock_while(
@@ -126,14 +136,11 @@ class OrchestrationDispatcher(SessionDispatcher):
                 first = False
                 if not messages:
                     return
-                loaded, keep = await self._episode(receiver, session_id, messages, loaded)
-                if not keep:
+                if not await self._episode(receiver, session_id, messages, held):
                     return
 
-    async def _episode(
-        self, receiver: Any, session_id: str, messages: list[Any], loaded: Any
-    ) -> tuple[Any, bool]:
-        """Run one episode; returns the in-memory session state and whether to keep the session."""
+    async def _episode(self, receiver: Any, session_id: str, messages: list[Any], held: _Held) -> bool:
+        """Run one episode on the held session; returns whether to keep the session."""
         decoded: list[tuple[Any, TaskMessage]] = []
         for message in messages:
             try:
@@ -146,13 +153,16 @@ class OrchestrationDispatcher(SessionDispatcher):
                     message, reason="MalformedMessage", error_description=str(exc)[:1000]
                 )
         if not decoded:
-            return loaded, True
+            return True
         batch = [m for m, _ in decoded]
         try:
-            if loaded is _UNLOADED:
-                loaded = await self._codec.load(await receiver.session.get_state())
-            loaded, decoded = apply_rewinds(loaded, decoded)
-            plan, result = await self._decide(session_id, loaded, [t for _, t in decoded], decoded)
+            if held.loaded is _UNLOADED:
+                held.loaded = await self._codec.load(await receiver.session.get_state())
+                held.live = None
+            loaded, decoded = apply_rewinds(held.loaded, decoded)
+            if loaded is not held.loaded:
+                held.loaded, held.live = loaded, None
+            plan, result = await self._decide(session_id, held, [t for _, t in decoded], decoded)
             plan = terminate_children(self._options, plan, result, [t for _, t in decoded])
             await commit_episode(
                 plan, _SessionIO(receiver, self._senders, batch), self._faults, self._confirmed
@@ -169,7 +179,7 @@ class OrchestrationDispatcher(SessionDispatcher):
             )
             self.pause(backoff)
             await _abandon_all(receiver, batch)
-            return _UNLOADED, False
+            return False
         except asyncio.CancelledError:
             await _abandon_all(receiver, batch)
             raise
@@ -183,7 +193,7 @@ class OrchestrationDispatcher(SessionDispatcher):
                 exc_info=_log.isEnabledFor(logging.DEBUG),
             )
             await _abandon_all(receiver, batch)
-            return _UNLOADED, False
+            return False
         self.episodes += 1
         self._delete_chunks_later(plan)
         if _log.isEnabledFor(logging.DEBUG):
@@ -195,9 +205,10 @@ class OrchestrationDispatcher(SessionDispatcher):
                 ",".join(a.kind for g in (result.generations if result else []) for a in g.actions) or "-",
                 result.status.name if result else "unchanged",
             )
-        if plan.next_session is None and plan.write_state:
-            return None, True
-        return plan.next_session, True
+        held.loaded = plan.next_session
+        if held.loaded is None or plan.terminated_for_size or (result is not None and result.is_complete):
+            held.live = None
+        return True
 
     async def _decode(self, message: Any, session_id: str) -> TaskMessage:
         body = await self._envelope.read(message)
@@ -219,10 +230,11 @@ class OrchestrationDispatcher(SessionDispatcher):
     async def _decide(
         self,
         session_id: str,
-        loaded: SessionState | None,
+        held: _Held,
         task_messages: list[TaskMessage],
         decoded: list[tuple[Any, TaskMessage]],
     ) -> tuple[EpisodePlan, OrchestratorResult | None]:
+        loaded: SessionState | None = held.loaded
         runtime = loaded.runtime_state() if loaded is not None else None
         kept, dropped = filter_new_events(runtime or OrchestrationRuntimeState(), task_messages)
         for item, reason in dropped:
@@ -251,8 +263,19 @@ class OrchestrationDispatcher(SessionDispatcher):
                 delivery_count=max((m.delivery_count or 1) for m, _ in decoded),
             )
 
+            live = held.live
+            held.live = None
+
             async def terminal(c: DispatchContext) -> None:
-                c.result = self._executor.execute(instance_id, list(c.old_events), list(c.new_events))
+                # The live orchestrator (extended session) continues without replay, as long as the
+                # episode is the one it was kept for; anything else replays from history.
+                if live is not None and c.old_events is old_events and c.new_events is new_events:
+                    c.result = live.resume(new_events)
+                    held.live = live
+                else:
+                    session = self._executor.start(instance_id, list(c.old_events), list(c.new_events))
+                    c.result = session.result
+                    held.live = session if self._keep_live else None
 
             await run_pipeline(self._middlewares, ctx, terminal)
             if not isinstance(ctx.result, OrchestratorResult):

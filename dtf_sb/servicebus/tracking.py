@@ -100,6 +100,7 @@ class TrackingDispatcher(SessionDispatcher):
             connection=connection,
             queue=options.tracking_queue,
             max_concurrent=worker_options.max_concurrent_tracking_sessions,
+            accept_concurrency=worker_options.tracking_accept_concurrency,
             receive_timeout=worker_options.receive_timeout,
             transient_backoff=worker_options.transient_backoff,
             max_backoff=worker_options.max_backoff,
@@ -117,7 +118,7 @@ class TrackingDispatcher(SessionDispatcher):
         ):
             while True:
                 messages = await receiver.receive_messages(
-                    max_message_count=self._options.prefetch_count, max_wait_time=0.5
+                    max_message_count=self._options.prefetch_count, max_wait_time=0.05
                 )
                 if not messages:
                     return
