@@ -44,9 +44,9 @@ __all__ = [
     "SessionStateLog",
     "StateWrite",
     "activity_runs",
-    "count_blobs",
     "duplicate_events",
     "leftover_messages",
+    "payload_blobs",
     "queue_counts",
     "session_events",
     "wait_for",
@@ -195,14 +195,22 @@ def leftover_messages(emulator: EmulatorThread, options: TaskHubOptions) -> dict
 # -- blob storage ------------------------------------------------------------------------------------
 
 
-async def count_blobs(storage_connection_string: str, hub: str, *, prefix: str | None = None) -> int:
-    """Blobs in the hub's payload container (message bodies and history chunks)."""
+async def payload_blobs(
+    storage_connection_string: str, hub: str, *, instance_id: str | None = None
+) -> Counter[str]:
+    """Blobs in the hub's payload container by kind (``message`` bodies, ``history`` chunks)."""
+    from dtf_sb.storage import PayloadStore
+
     container = container_names(hub).payloads
+    prefix = PayloadStore.instance_prefix(instance_id) if instance_id is not None else None
+    kinds: Counter[str] = Counter()
     async with BlobServiceClient.from_connection_string(storage_connection_string) as service:
         client = service.get_container_client(container)
         if not await client.exists():
-            return 0
-        return len([b async for b in client.list_blobs(name_starts_with=prefix)])
+            return kinds
+        async for blob in client.list_blobs(name_starts_with=prefix):
+            kinds[blob.name.rsplit("/", 1)[-1].split("-", 1)[0]] += 1
+    return kinds
 
 
 # -- activity runs -----------------------------------------------------------------------------------
