@@ -187,6 +187,9 @@ class EntityReceiverLink(OutgoingLink):
 
     def on_attached(self) -> None:
         self.namespace.receivers.setdefault(self.ref.path.lower(), set()).add(self)
+        if self.credit > 0:
+            # Credit granted while a session attach was still pending.
+            self.pump()
 
     def on_detached(self) -> None:
         self._cancel_wait()

@@ -186,7 +186,7 @@ class OutgoingLink(Link):
         self.drain = flow.drain
         if self.attached and not self.detached:
             self.pump()
-        if self.drain and not self.detached:
+        if self.drain and self.attached and not self.detached:
             self.finish_drain()
         elif flow.echo:
             self.send_state()
