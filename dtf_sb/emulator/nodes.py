@@ -18,6 +18,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .amqp.codec import DecodeError
+from .amqp.link import IncomingLink, OutgoingLink
 from .amqp.message import (
     AmqpValue,
     ApplicationProperties,
@@ -28,14 +30,19 @@ from .amqp.message import (
     encode_message,
     encode_message_with,
 )
+from .amqp.performatives import Accepted, Attach, Error, Rejected, Transfer
+from .amqp.session import Session
 from .amqp.types import Array, Int, Long, Symbol, Timestamp
-from .auth import Grants, SasError, validate_sas_token
+from .auth import Grants, SasError, resource_path, validate_sas_token
 from .broker import Broker, BrokerError, BrokerMessage, IncomingMessage, InvalidOperation, MessageState, Owner
 
 __all__ = [
     "NET_EPOCH_TICKS",
     "CbsNode",
     "ManagementNode",
+    "NodeReplyLink",
+    "NodeRequestLink",
+    "RequestHandler",
     "SessionOwnerLookup",
     "dotnet_ticks",
     "incoming_message",
@@ -48,6 +55,9 @@ log = logging.getLogger("dtf_sb.emulator")
 NET_EPOCH_TICKS = 621_355_968_000_000_000
 #: ``DateTime.MaxValue`` in epoch milliseconds: the SDK's "any time" sentinel for get-message-sessions.
 _DATETIME_MAX_MS = 253_402_300_800_000
+
+RequestHandler = Callable[["NodeRequestLink", Message], Message]
+"""Answers one request that arrived on a node link."""
 
 SessionOwnerLookup = Callable[[str, str, "str | None"], Owner]
 """(entity path, session id, associated link name) -> the owner holding that session on this connection."""
@@ -394,3 +404,61 @@ def _uuid(value: Any) -> uuid.UUID:
     if isinstance(value, bytes) and len(value) == 16:
         return uuid.UUID(bytes=value)
     return uuid.UUID(str(value))
+
+
+# ---------------------------------------------------------------------------------- node links
+
+
+class NodeRequestLink(IncomingLink):
+    """The client's sender to ``$cbs`` or ``<entity>/$management``: requests arrive here."""
+
+    def __init__(self, session: Session, attach: Attach, handler: RequestHandler, node: str) -> None:
+        super().__init__(session, attach)
+        self.handle_request = handler
+        self.node = node
+
+    def on_delivery(self, transfer: Transfer, data: bytes) -> Any:
+        try:
+            request = decode_message(data)
+        except DecodeError as exc:
+            return Rejected(Error("amqp:decode-error", str(exc), {}))
+        response = self.handle_request(self, request)
+        reply_to = request.properties.reply_to if request.properties is not None else None
+        reply = self._reply_link(reply_to)
+        if reply is None:
+            log.debug("no reply link for %s request on %r", self.node, self.name)
+        else:
+            reply.enqueue(response)
+        return Accepted()
+
+    def _reply_link(self, reply_to: str | None) -> NodeReplyLink | None:
+        wanted = resource_path(reply_to) if reply_to else self.node
+        fallback = None
+        for link in self.session.links.values():
+            if isinstance(link, NodeReplyLink) and not link.detached:
+                if link.address == wanted:
+                    return link
+                if link.node == self.node:
+                    fallback = link
+        return fallback
+
+
+class NodeReplyLink(OutgoingLink):
+    """The client's receiver on a node: responses go out pre-settled, in order, within credit."""
+
+    def __init__(self, session: Session, attach: Attach, node: str) -> None:
+        super().__init__(session, attach)
+        self.node = node
+        target = attach.target.address if attach.target is not None else None
+        self.address = resource_path(target) if target else node
+        self._queue: list[bytes] = []
+        self._tag = 0
+
+    def enqueue(self, response: Message) -> None:
+        self._queue.append(encode_message(response))
+        self.pump()
+
+    def pump(self) -> None:
+        while self._queue and self.can_send():
+            self._tag += 1
+            self.send_delivery(self._tag.to_bytes(4, "big"), self._queue.pop(0), settled=True)

@@ -40,7 +40,15 @@ from .auth import Grants, resource_path
 from .broker import Broker, BrokerError, Clock, EntityRef, SystemClock
 from .broker.errors import EntityNotFound, SessionCannotBeLocked, SessionLockLost
 from .config import EmulatorConfig, load_config, parse_config
-from .nodes import CbsNode, ManagementNode, dotnet_ticks, incoming_message, stamp_message
+from .nodes import (
+    CbsNode,
+    ManagementNode,
+    NodeReplyLink,
+    NodeRequestLink,
+    dotnet_ticks,
+    incoming_message,
+    stamp_message,
+)
 
 __all__ = ["DEFAULT_SAS_KEY", "DEFAULT_SAS_KEY_NAME", "Emulator"]
 
@@ -269,66 +277,6 @@ class EntityReceiverLink(OutgoingLink):
             self.session.echo_settlement(delivery_id, echo)
 
 
-# ---------------------------------------------------------------------------------- node links
-
-
-class NodeRequestLink(IncomingLink):
-    """The client's sender to ``$cbs`` or ``<entity>/$management``: requests arrive here."""
-
-    def __init__(self, session: Session, attach: Attach, namespace: _Namespace, node: str) -> None:
-        super().__init__(session, attach)
-        self.namespace = namespace
-        self.node = node
-
-    def on_delivery(self, transfer: Transfer, data: bytes) -> Any:
-        try:
-            request = decode_message(data)
-        except DecodeError as exc:
-            return Rejected(Error("amqp:decode-error", str(exc), {}))
-        response = self.namespace.handle_request(self, request)
-        reply_to = request.properties.reply_to if request.properties is not None else None
-        reply = self._reply_link(reply_to)
-        if reply is None:
-            log.debug("no reply link for %s request on %r", self.node, self.name)
-        else:
-            reply.enqueue(response)
-        return Accepted()
-
-    def _reply_link(self, reply_to: str | None) -> NodeReplyLink | None:
-        wanted = resource_path(reply_to) if reply_to else self.node
-        fallback = None
-        for link in self.session.links.values():
-            if isinstance(link, NodeReplyLink) and not link.detached:
-                if link.address == wanted:
-                    return link
-                if link.node == self.node:
-                    fallback = link
-        return fallback
-
-
-class NodeReplyLink(OutgoingLink):
-    """The client's receiver on a node: responses go out pre-settled, in order, within credit."""
-
-    def __init__(self, session: Session, attach: Attach, node: str) -> None:
-        super().__init__(session, attach)
-        self.node = node
-        target = attach.target.address if attach.target is not None else None
-        self.address = resource_path(target) if target else node
-        self._queue: list[bytes] = []
-        self._tag = 0
-
-    def enqueue(self, response: Any) -> None:
-        from .amqp.message import encode_message
-
-        self._queue.append(encode_message(response))
-        self.pump()
-
-    def pump(self) -> None:
-        while self._queue and self.can_send():
-            self._tag += 1
-            self.send_delivery(self._tag.to_bytes(4, "big"), self._queue.pop(0), settled=True)
-
-
 # ---------------------------------------------------------------------------------- namespace
 
 
@@ -395,7 +343,7 @@ class _Namespace:
         link: Link
         if path == "$cbs":
             link = (
-                NodeRequestLink(session, attach, self, "$cbs")
+                NodeRequestLink(session, attach, self.handle_request, "$cbs")
                 if client_sends
                 else NodeReplyLink(session, attach, "$cbs")
             )
@@ -406,7 +354,7 @@ class _Namespace:
             entity = path[: -len("/$management")]
             node = f"{entity}/$management"
             link = (
-                NodeRequestLink(session, attach, self, node)
+                NodeRequestLink(session, attach, self.handle_request, node)
                 if client_sends
                 else NodeReplyLink(session, attach, node)
             )
