@@ -32,6 +32,7 @@ from .amqp.performatives import (
     Role,
     SenderSettleMode,
     Source,
+    Target,
     Transfer,
 )
 from .amqp.session import Session
@@ -331,6 +332,14 @@ class _Namespace:
     def attach(self, session: Session, attach: Attach) -> None:
         client_sends = attach.role == Role.SENDER
         terminus = attach.target if client_sends else attach.source
+        if terminus is not None and not isinstance(terminus, (Source, Target)):
+            # A transaction coordinator (or another terminus type): the SDKs never need one.
+            odd: Link = (
+                _RefusedIncoming(session, attach) if client_sends else _RefusedOutgoing(session, attach)
+            )
+            session.register(odd)
+            odd.refuse("amqp:not-implemented", "Transactions are not supported by the emulator")
+            return
         address = terminus.address if terminus is not None else None
         path = resource_path(address or "")
         log.debug(

@@ -22,9 +22,11 @@ from dtf_sb.emulator.amqp import (
     Accepted,
     AmqpValue,
     ApplicationProperties,
+    Array,
     Attach,
     Begin,
     Close,
+    Described,
     Detach,
     Disposition,
     End,
@@ -47,6 +49,7 @@ from dtf_sb.emulator.amqp import (
     Target,
     Transfer,
     UInt,
+    ULong,
     decode_message,
     encode_frame,
     encode_message,
@@ -674,3 +677,22 @@ async def test_end_and_late_detach_are_tolerated(emulator: Emulator, client: Raw
     client.send(Detach(handle=0, closed=False))  # pyamqp does this after end
     client.send(Begin(next_outgoing_id=0, incoming_window=10, outgoing_window=10), channel=2)
     assert (await client.expect(Begin)).performative.remote_channel == 2
+
+
+async def test_transaction_coordinator_is_refused(client: RawClient) -> None:
+    coordinator = Described(ULong(0x30), [Array([Symbol("amqp:local-transactions")], Symbol)])
+    client.send(
+        Attach(
+            name="txn",
+            handle=0,
+            role=Role.SENDER,
+            source=Source(address="local"),
+            target=coordinator,
+            initial_delivery_count=0,
+        )
+    )
+    attach = (await client.expect(Attach)).performative
+    assert attach.target is None
+    assert (await client.expect(Detach)).performative.error.condition == "amqp:not-implemented"
+    # The connection is still usable.
+    assert (await _attach_sender(client, "q1", handle=1)).target is not None
