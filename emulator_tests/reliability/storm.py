@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ __all__ = [
     "StormReport",
     "WorkerFleet",
     "each_point_once",
+    "no_faults",
     "rotating_points",
     "run_storm",
 ]
@@ -69,6 +70,12 @@ def rotating_points(probability: float, seed: int) -> Iterator[str | None]:
     rng = random.Random(seed)
     for point in itertools.cycle(FAULT_POINTS):
         yield f"{point}:{probability}:{rng.randrange(1 << 30)}"
+
+
+def no_faults() -> Iterator[str | None]:
+    """Clean workers only (for storms of another kind, such as broker restarts)."""
+    while True:
+        yield None
 
 
 def _point_of(spec: str | None) -> str | None:
@@ -265,9 +272,14 @@ async def run_storm(
     min_instances: int = 1,
     max_delivery_count: int = 10,
     drain_timeout: float = 300.0,
+    during: Callable[[], Awaitable[None]] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> StormReport:
-    """Run instances of ``mixed`` until the fleet spent its kill budget, drain, then audit."""
+    """Run instances of ``mixed`` until the fleet spent its kill budget, drain, then audit.
+
+    ``during`` (for example broker restarts) is awaited once scheduling is over, while the
+    workload is still in flight; the drain starts when it returns.
+    """
     started = time.monotonic()
     activity_log = workdir / "activities.log"
     states = SessionStateLog.install(emulator, hub.options.orchestrator_queue)
@@ -320,6 +332,9 @@ async def run_storm(
                         f"processes={fleet.spawned}"
                     )
                 await asyncio.sleep(0.5)
+
+            if during is not None:
+                await during()
 
             async def all_finished() -> bool:
                 await poll_finished()
