@@ -469,8 +469,12 @@ class _Namespace:
     def _on_available(self, path: str, session_id: str | None) -> None:
         self._dirty.setdefault(path.lower(), set()).add(session_id)
         if not self._pump_scheduled:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # broker used before the server runs; start() pumps what is pending
             self._pump_scheduled = True
-            asyncio.get_running_loop().call_soon(self._pump_dirty)
+            loop.call_soon(self._pump_dirty)
 
     def _on_session_lost(self, path: str, session_id: str, owner: Any) -> None:
         if isinstance(owner, EntityReceiverLink) and not owner.detached:
@@ -522,7 +526,10 @@ class _Namespace:
             self._timer_at = None
         if deadline is None:
             return
-        loop = asyncio.get_running_loop()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
         delay = max(0.0, deadline - self.clock.now())
         self._timer_at = deadline
         self._timer = loop.call_later(delay + 0.001, self._on_timer)
@@ -532,6 +539,13 @@ class _Namespace:
         self._timer_at = None
         self.broker.tick()
         self.reschedule()
+
+    def resume(self) -> None:
+        """Serving (again): arm the timer and deliver what became available meanwhile."""
+        self.reschedule()
+        if self._dirty and not self._pump_scheduled:
+            self._pump_scheduled = True
+            asyncio.get_running_loop().call_soon(self._pump_dirty)
 
     def shutdown(self) -> None:
         if self._timer is not None:
@@ -624,7 +638,7 @@ class Emulator:
             hsockets = self._health.sockets or ()
             if hsockets:
                 self.health_port = hsockets[0].getsockname()[1]
-        self._ns.reschedule()
+        self._ns.resume()
         log.info(
             "Service Bus emulator listening on %s:%d (namespace %s)", self.host, self.port, self.namespace
         )
