@@ -26,15 +26,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..core.codec import decode_task_message
-from ..core.dedupe import filter_new_events
 from ..core.errors import OrchestratorNotRegisteredError
-from ..core.executor import OrchestrationExecutor, OrchestrationSession, OrchestratorResult
-from ..core.history import EventRaisedEvent, ExecutionStartedEvent
+from ..core.executor import OrchestrationExecutor
+from ..core.history import EventRaisedEvent
 from ..core.messages import TaskMessage
-from ..core.state import OrchestrationRuntimeState
-from ..middleware import DispatchContext, DispatchMiddleware, run_pipeline
+from ..middleware import DispatchMiddleware
 from ..options import TaskHubOptions, WorkerOptions
-from ._episode import ConfirmedTracking, EpisodePlan, commit_episode, plan_episode
+from ._decide import UNLOADED, EpisodeDecider, HeldSession
+from ._episode import ConfirmedTracking, EpisodePlan, commit_episode
 from ._loop import renew_session_lock_while
 from ._outbound import Outbound
 from ._senders import SenderPool
@@ -43,21 +42,12 @@ from .connection import ServiceBusConnection, redact
 from .control import apply_rewinds, terminate_children
 from .faults import FaultPoints
 from .messages import MalformedMessageError, MessageEnvelope, PayloadStoreLike
-from .session_state import SessionState, SessionStateCodec
+from .session_state import SessionStateCodec
 
 __all__ = ["OrchestrationDispatcher"]
 
 _log = logging.getLogger("dtf_sb.servicebus.orchestrations")
-_UNLOADED: Any = object()
 _DRAIN_WAIT = 0.05
-
-
-class _Held:
-    """What a worker keeps of a session between episodes while it holds the session lock."""
-
-    def __init__(self) -> None:
-        self.loaded: Any = _UNLOADED
-        self.live: OrchestrationSession | None = None
 
 
 class _SessionIO:
@@ -113,7 +103,14 @@ class OrchestrationDispatcher(SessionDispatcher):
         self._senders = SenderPool(connection, envelope)
         self._confirmed = ConfirmedTracking()
         self._background: set[asyncio.Task[None]] = set()
-        self._keep_live = worker_options.extended_session_idle_seconds > 0
+        self._decider = EpisodeDecider(
+            options=options,
+            codec=self._codec,
+            executor=executor,
+            middlewares=middlewares,
+            confirmed=self._confirmed,
+            keep_live=worker_options.extended_session_idle_seconds > 0,
+        )
         self.episodes = 0
 
     async def stop(self, *, graceful: bool, timeout: float) -> None:
@@ -122,7 +119,7 @@ class OrchestrationDispatcher(SessionDispatcher):
 
     async def process_session(self, receiver: Any) -> None:
         session_id = str(receiver.session.session_id)
-        held = _Held()
+        held = HeldSession()
         idle = self._worker_options.extended_session_idle_seconds
         first = True
         async with renew_session_lock_while(
@@ -139,7 +136,7 @@ class OrchestrationDispatcher(SessionDispatcher):
                 if not await self._episode(receiver, session_id, messages, held):
                     return
 
-    async def _episode(self, receiver: Any, session_id: str, messages: list[Any], held: _Held) -> bool:
+    async def _episode(self, receiver: Any, session_id: str, messages: list[Any], held: HeldSession) -> bool:
         """Run one episode on the held session; returns whether to keep the session."""
         decoded: list[tuple[Any, TaskMessage]] = []
         for message in messages:
@@ -156,13 +153,18 @@ class OrchestrationDispatcher(SessionDispatcher):
             return True
         batch = [m for m, _ in decoded]
         try:
-            if held.loaded is _UNLOADED:
+            if held.loaded is UNLOADED:
                 held.loaded = await self._codec.load(await receiver.session.get_state())
                 held.live = None
             loaded, decoded = apply_rewinds(held.loaded, decoded)
             if loaded is not held.loaded:
                 held.loaded, held.live = loaded, None
-            plan, result = await self._decide(session_id, held, [t for _, t in decoded], decoded)
+            plan, result = await self._decider.decide(
+                session_id,
+                held,
+                [t for _, t in decoded],
+                delivery_count=max((m.delivery_count or 1) for m, _ in decoded),
+            )
             plan = terminate_children(self._options, plan, result, [t for _, t in decoded])
             await commit_episode(
                 plan, _SessionIO(receiver, self._senders, batch), self._faults, self._confirmed
@@ -226,68 +228,6 @@ class OrchestrationDispatcher(SessionDispatcher):
             # The transport id makes a redelivered copy recognisable once it is in history.
             event.message_id = str(message.message_id)
         return task_message
-
-    async def _decide(
-        self,
-        session_id: str,
-        held: _Held,
-        task_messages: list[TaskMessage],
-        decoded: list[tuple[Any, TaskMessage]],
-    ) -> tuple[EpisodePlan, OrchestratorResult | None]:
-        loaded: SessionState | None = held.loaded
-        runtime = loaded.runtime_state() if loaded is not None else None
-        kept, dropped = filter_new_events(runtime or OrchestrationRuntimeState(), task_messages)
-        for item, reason in dropped:
-            _log.debug("instance %s: dropping %s (%s)", session_id, type(item.event).__name__, reason)
-        result: OrchestratorResult | None = None
-        if kept:
-            instance_id = (runtime.instance_id if runtime else None) or kept[
-                0
-            ].orchestration_instance.instance_id
-            old_events = list(loaded.events) if loaded is not None else []
-            new_events = [t.event for t in kept]
-            started = next((e for e in new_events if isinstance(e, ExecutionStartedEvent)), None)
-            name = (runtime.name if runtime and runtime.name else None) or (started.name if started else "")
-            version = (runtime.version if runtime else None) or (started.version if started else None)
-            ctx = DispatchContext(
-                kind="orchestration",
-                instance_id=instance_id,
-                execution_id=(runtime.execution_id if runtime else None)
-                or (started.orchestration_instance.execution_id if started else None),
-                name=name,
-                version=version,
-                tags=(runtime.tags if runtime else None) or (dict(started.tags) if started else {}),
-                old_events=old_events,
-                new_events=new_events,
-                runtime_state=runtime,
-                delivery_count=max((m.delivery_count or 1) for m, _ in decoded),
-            )
-
-            live = held.live
-            held.live = None
-
-            async def terminal(c: DispatchContext) -> None:
-                # The live orchestrator (extended session) continues without replay, as long as the
-                # episode is the one it was kept for; anything else replays from history.
-                if live is not None and c.old_events is old_events and c.new_events is new_events:
-                    c.result = live.resume(new_events)
-                    held.live = live
-                else:
-                    session = self._executor.start(instance_id, list(c.old_events), list(c.new_events))
-                    c.result = session.result
-                    held.live = session if self._keep_live else None
-
-            await run_pipeline(self._middlewares, ctx, terminal)
-            if not isinstance(ctx.result, OrchestratorResult):
-                raise TypeError(
-                    f"orchestration middleware left ctx.result as {type(ctx.result).__name__}, "
-                    "expected an OrchestratorResult"
-                )
-            result = ctx.result
-        plan = await plan_episode(
-            options=self._options, codec=self._codec, loaded=loaded, result=result, confirmed=self._confirmed
-        )
-        return plan, result
 
     def _delete_chunks_later(self, plan: EpisodePlan) -> None:
         if not plan.obsolete_chunks or self._payloads is None:

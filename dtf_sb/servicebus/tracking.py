@@ -14,6 +14,7 @@ the content of the first attempt and the same deterministic message id.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, Protocol
 
@@ -22,6 +23,7 @@ import orjson
 from ..core.codec import encode_event
 from ..core.state import OrchestrationState
 from ..options import TaskHubOptions, WorkerOptions
+from ..storage.errors import HistoryGapError
 from ._loop import renew_session_lock_while
 from ._sessions import SessionDispatcher
 from .connection import ServiceBusConnection
@@ -38,6 +40,7 @@ __all__ = [
 ]
 
 TRACKING_FORMAT_VERSION = 1
+_GAP_RETRY_DELAY = 0.5
 
 
 class TrackingStore(Protocol):
@@ -136,12 +139,25 @@ class TrackingDispatcher(SessionDispatcher):
                 )
                 continue
             records.append((message, record))
+        done: list[Any] = []
         for message, record in records:
-            if record.events:
-                lines = [encode_event(e) for e in record.events]
-                await self._store.append_history(
-                    record.instance_id, record.execution_id, record.first_event_index, lines
-                )
+            try:
+                if record.events:
+                    lines = [encode_event(e) for e in record.events]
+                    await self._store.append_history(
+                        record.instance_id, record.execution_id, record.first_event_index, lines
+                    )
+            except HistoryGapError as exc:
+                # An earlier record of this instance is not here yet (still locked by a receiver
+                # that is letting it go, or redelivered later): apply what came before it, give the
+                # rest back and let the session's order sort itself out on the next delivery.
+                self._log.warning("%s; retrying the tracking batch later", exc)
+                for applied in done:
+                    await receiver.complete_message(applied)
+                for pending, _ in records[len(done) :]:
+                    await receiver.abandon_message(pending)
+                await asyncio.sleep(_GAP_RETRY_DELAY)
+                return
             self._faults(
                 "tracking.after_history", instance_id=record.instance_id, message_id=message.message_id
             )
@@ -149,6 +165,7 @@ class TrackingDispatcher(SessionDispatcher):
             self._faults(
                 "tracking.after_state", instance_id=record.instance_id, message_id=message.message_id
             )
+            done.append(message)
         for message, _ in records:
             await receiver.complete_message(message)
         self._log.debug("tracked %d record(s) for %s", len(records), receiver.session.session_id)
