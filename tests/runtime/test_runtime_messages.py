@@ -41,7 +41,9 @@ def received(message: object) -> SimpleNamespace:
         for k, v in (message.application_properties or {}).items()
     }
     data = bytes(message.body) if isinstance(message.body, (bytes, bytearray)) else b"".join(message.body)
-    return SimpleNamespace(body=iter([data[: len(data) // 2], data[len(data) // 2 :]]), application_properties=props)
+    return SimpleNamespace(
+        body=iter([data[: len(data) // 2], data[len(data) // 2 :]]), application_properties=props
+    )
 
 
 async def build(envelope: MessageEnvelope, data: bytes, **kw: object):

@@ -109,7 +109,9 @@ async def test_history_past_the_maximum_is_refused_naming_size_and_limit() -> No
     with pytest.raises(SessionTooLargeError) as caught:
         for task_id in range(100):
             events = events + step(task_id, '"' + "w" * 200 + '"')
-            _, chunks = await codec.encode_for_save(runtime(events), previous_chunks=chunks, tracked_through=0)
+            _, chunks = await codec.encode_for_save(
+                runtime(events), previous_chunks=chunks, tracked_through=0
+            )
     assert caught.value.limit == 3000 and caught.value.size > 3000
     assert "exceeded the termination threshold of 3000 bytes" in str(caught.value)
 
