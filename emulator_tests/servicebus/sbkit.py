@@ -153,6 +153,15 @@ async def send_each(client: Any, queue: str, messages: Sequence[sb.ServiceBusMes
             await sender.send_messages(message)
 
 
+async def peek_all(receiver: Any) -> list[sb.ServiceBusReceivedMessage]:
+    """Peek the whole entity (or session) from its first sequence number.
+
+    Without ``sequence_number`` the SDK peeks from the last *received* sequence number + 1, which
+    would hide messages received earlier on the same receiver.
+    """
+    return await receiver.peek_messages(max_message_count=250, sequence_number=1)
+
+
 def body_of(message: sb.ServiceBusReceivedMessage) -> bytes:
     """The data body as one bytes value (the SDK yields data sections as a generator)."""
     return b"".join(message.body)
@@ -191,7 +200,7 @@ def _purge_plain(client: sb.ServiceBusClient, queue: str) -> None:
     with client.get_queue_receiver(queue, receive_mode=sb.ServiceBusReceiveMode.RECEIVE_AND_DELETE) as rx:
         while rx.receive_messages(max_message_count=100, max_wait_time=1):
             pass
-        peeked = rx.peek_messages(max_message_count=250, sequence_number=0)
+        peeked = rx.peek_messages(max_message_count=250, sequence_number=1)
         deferred = [m.sequence_number for m in peeked if m.state == sb.ServiceBusMessageState.DEFERRED]
         scheduled = [m.sequence_number for m in peeked if m.state == sb.ServiceBusMessageState.SCHEDULED]
         if deferred:

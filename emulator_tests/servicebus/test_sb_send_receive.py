@@ -5,56 +5,35 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from azure.servicebus import ServiceBusMessage, ServiceBusMessageBatch, ServiceBusReceiveMode
-from sbkit import Sdk, body_of, ids_of, receive_n, send, text_of
+from azure.servicebus import ServiceBusMessage, ServiceBusReceiveMode
+from sbkit import Sdk, body_of, ids_of, peek_all, receive_n, send, text_of
 
 
-async def test_send_single_and_receive(sdk: Sdk, entity: Any) -> None:
-    queue = entity("q-send-single")
-    [mid] = sdk.ids("single", 1)
-    async with sdk.client() as client:
-        await send(client, queue, ServiceBusMessage(b"one", message_id=mid))
-        async with client.get_queue_receiver(queue) as receiver:
-            got = await receive_n(receiver, 1)
-            assert ids_of(got) == [mid], "the single message sent should be received once"
-            assert body_of(got[0]) == b"one"
-            await receiver.complete_message(got[0])
-
-
-async def test_send_message_batch_object(sdk: Sdk, entity: Any) -> None:
-    queue = entity("q-send-batch")
-    mids = sdk.ids("batch", 5)
+async def test_send_single_list_and_batch(sdk: Sdk, entity: Any) -> None:
+    queue = entity("q-send")
+    single, *rest = sdk.ids("send", 9)
+    listed, batched = rest[:3], rest[3:]
     async with sdk.client() as client:
         async with client.get_queue_sender(queue) as sender:
+            await sender.send_messages(ServiceBusMessage(b"one", message_id=single))
+            await sender.send_messages([ServiceBusMessage(m, message_id=m) for m in listed])
             batch = await sender.create_message_batch()
-            assert isinstance(batch, ServiceBusMessageBatch)
-            for mid in mids:
+            for mid in batched:
                 batch.add_message(ServiceBusMessage(mid, message_id=mid))
             assert len(batch) == 5
             await sender.send_messages(batch)
         async with client.get_queue_receiver(queue) as receiver:
-            got = await receive_n(receiver, 5)
-            assert ids_of(got) == mids, "a batch is enqueued as separate messages, in batch order"
-            assert [text_of(m) for m in got] == mids
+            got = await receive_n(receiver, 9)
+            assert ids_of(got) == [single, *listed, *batched], (
+                "a single message, a list and a ServiceBusMessageBatch are enqueued as separate messages in order"
+            )
+            assert body_of(got[0]) == b"one"
+            assert [text_of(m) for m in got[1:]] == [*listed, *batched]
             seqs = [m.sequence_number for m in got]
-            assert seqs == sorted(seqs) and len(set(seqs)) == 5
+            assert seqs == sorted(seqs) and len(set(seqs)) == 9, "each message gets its own sequence number"
             for m in got:
                 await receiver.complete_message(m)
-
-
-async def test_send_list_of_messages(sdk: Sdk, entity: Any) -> None:
-    queue = entity("q-send-list")
-    mids = sdk.ids("list", 3)
-    async with sdk.client() as client:
-        await send(
-            client, queue, [ServiceBusMessage(f"body-{i}", message_id=mid) for i, mid in enumerate(mids)]
-        )
-        async with client.get_queue_receiver(queue) as receiver:
-            got = await receive_n(receiver, 3)
-            assert ids_of(got) == mids
-            assert [text_of(m) for m in got] == ["body-0", "body-1", "body-2"]
-            for m in got:
-                await receiver.complete_message(m)
+            assert await peek_all(receiver) == []
 
 
 def _decoded(props: dict[Any, Any] | None) -> dict[str, Any]:
@@ -133,11 +112,11 @@ async def test_peek_lock_complete_removes_message(sdk: Sdk, entity: Any) -> None
         async with client.get_queue_receiver(queue) as receiver:
             got = await receive_n(receiver, 2)
             assert ids_of(got) == mids
-            for m in got:
-                await receiver.complete_message(m)
-        async with client.get_queue_receiver(queue) as receiver:
-            assert await receiver.receive_messages(max_wait_time=1) == [], "completed messages are gone"
-            assert await receiver.peek_messages(max_message_count=10) == []
+            assert ids_of(await peek_all(receiver)) == mids, "locked messages stay in the queue until settled"
+            await receiver.complete_message(got[0])
+            assert ids_of(await peek_all(receiver)) == mids[1:]
+            await receiver.complete_message(got[1])
+            assert await peek_all(receiver) == [], "completed messages are gone"
 
 
 async def test_receive_and_delete(sdk: Sdk, entity: Any) -> None:
@@ -151,8 +130,7 @@ async def test_receive_and_delete(sdk: Sdk, entity: Any) -> None:
             got = await receive_n(rx, 3)
             assert ids_of(got) == mids
             assert all(m.sequence_number and m.enqueued_time_utc for m in got)
-        async with client.get_queue_receiver(queue) as receiver:
-            assert await receiver.receive_messages(max_wait_time=1) == [], "receive-and-delete removed them"
+            assert await peek_all(rx) == [], "receive-and-delete removed them"
 
 
 async def test_receiver_with_prefetch(sdk: Sdk, entity: Any) -> None:
@@ -174,8 +152,7 @@ async def test_receiver_with_prefetch(sdk: Sdk, entity: Any) -> None:
                     break
             assert sorted(ids_of(got)) == sorted(mids), "every prefetched message is delivered exactly once"
             assert ids_of(got) == mids, "prefetch keeps queue order"
-        async with client.get_queue_receiver(queue) as receiver:
-            assert await receiver.receive_messages(max_wait_time=1) == []
+            assert await peek_all(receiver) == []
 
 
 async def test_peek_messages_from_sequence_number(sdk: Sdk, entity: Any) -> None:
@@ -198,6 +175,7 @@ async def test_peek_messages_from_sequence_number(sdk: Sdk, entity: Any) -> None
             assert all(m.delivery_count == 0 for m in got), "peeking is not a delivery"
             for m in got:
                 await receiver.complete_message(m)
+            assert await peek_all(receiver) == []
 
 
 async def test_duplicate_detection_drops_second_copy(sdk: Sdk, entity: Any) -> None:
@@ -209,8 +187,9 @@ async def test_duplicate_detection_drops_second_copy(sdk: Sdk, entity: Any) -> N
             await sender.send_messages(ServiceBusMessage("second", message_id=dup))
             await sender.send_messages(ServiceBusMessage("other", message_id=other))
         async with client.get_queue_receiver(queue) as receiver:
-            got = await receive_n(receiver, 3, max_wait_time=2)
+            got = await receive_n(receiver, 2)
             assert ids_of(got) == [dup, other], "a repeated message id within the window is dropped"
             assert text_of(got[0]) == "first", "the first copy is the one kept"
             for m in got:
                 await receiver.complete_message(m)
+            assert await peek_all(receiver) == [], "no second copy is waiting"

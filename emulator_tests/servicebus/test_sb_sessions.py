@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusMessage
 from azure.servicebus.exceptions import OperationTimeoutError, SessionCannotBeLockedError
-from sbkit import SDK_VERSION, Sdk, ids_of, receive_n, send, send_each, text_of
+from sbkit import SDK_VERSION, Sdk, ids_of, peek_all, receive_n, send, send_each, text_of
 
 
 async def test_messages_route_to_their_session(sdk: Sdk, entity: Any) -> None:
@@ -32,7 +32,7 @@ async def test_messages_route_to_their_session(sdk: Sdk, entity: Any) -> None:
                 assert {m.session_id for m in got} == {sid}
                 for m in got:
                     await receiver.complete_message(m)
-                assert await receiver.receive_messages(max_wait_time=1) == []
+                assert await peek_all(receiver) == []
 
 
 async def test_next_available_session(sdk: Sdk, entity: Any) -> None:
@@ -74,6 +74,8 @@ async def test_session_is_strictly_fifo(sdk: Sdk, entity: Any) -> None:
                 for m in batch:
                     await receiver.complete_message(m)
                 got.extend(batch)
+                if len(got) >= 50:
+                    break
             assert [int(text_of(m)) for m in got] == list(range(50)), "session order is send order"
             seqs = [m.sequence_number for m in got]
             assert seqs == sorted(seqs)
@@ -140,7 +142,7 @@ async def test_renew_session_lock(sdk: Sdk, entity: Any) -> None:
         async with client.get_queue_receiver(queue, session_id=sid) as receiver:
             before = receiver.session.locked_until_utc
             assert before is not None, "the attach reports when the session lock ends"
-            await asyncio.sleep(1.5)
+            await asyncio.sleep(1)
             renewed = await receiver.session.renew_lock()
             assert renewed > before
             assert receiver.session.locked_until_utc == renewed

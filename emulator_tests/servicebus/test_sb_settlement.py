@@ -13,7 +13,7 @@ from azure.servicebus import (
     ServiceBusSubQueue,
 )
 from azure.servicebus.exceptions import MessageLockLostError
-from sbkit import SDK_VERSION, Sdk, ids_of, receive_n, send, text_of
+from sbkit import SDK_VERSION, Sdk, ids_of, peek_all, receive_n, send, text_of
 
 
 async def test_abandon_redelivers_with_incremented_delivery_count(sdk: Sdk, entity: Any) -> None:
@@ -31,7 +31,7 @@ async def test_abandon_redelivers_with_incremented_delivery_count(sdk: Sdk, enti
             assert second.sequence_number == first.sequence_number
             assert text_of(second) == "again"
             await receiver.complete_message(second)
-            assert await receiver.receive_messages(max_wait_time=1) == []
+            assert await peek_all(receiver) == []
 
 
 async def test_defer_then_receive_deferred(sdk: Sdk, entity: Any) -> None:
@@ -48,16 +48,18 @@ async def test_defer_then_receive_deferred(sdk: Sdk, entity: Any) -> None:
             assert msg.message_id == mid
             seq = msg.sequence_number
             await receiver.defer_message(msg)
-            rest = await receive_n(receiver, 2, max_wait_time=1)
-            assert ids_of(rest) == [later], "a deferred message is only reachable by sequence number"
+            rest = await receive_n(receiver, 1)
+            assert ids_of(rest) == [later], "receiving skips the deferred message"
             await receiver.complete_message(rest[0])
-            [peeked] = await receiver.peek_messages(max_message_count=5, sequence_number=seq)
-            assert peeked.state == ServiceBusMessageState.DEFERRED
+            peeked = await receiver.peek_messages(max_message_count=5, sequence_number=seq)
+            assert ids_of(peeked) == [mid], "the deferred message is still in the queue"
+            assert peeked[0].state == ServiceBusMessageState.DEFERRED
             if SDK_VERSION >= (7, 15):
                 [deferred] = await receiver.receive_deferred_messages([seq])
                 assert deferred.message_id == mid and text_of(deferred) == "deferred"
                 assert deferred.lock_token is not None, "7.15 reads the lock token of a deferred message"
                 await receiver.complete_message(deferred)
+                assert await peek_all(receiver) == [], "settled deferred message is gone"
         if SDK_VERSION < (7, 15):
             # azure-servicebus 7.14 returns deferred messages with lock_token None (fixed in 7.15), so a
             # peek-locked deferred message cannot be settled there; receive-and-delete takes it instead.
@@ -67,7 +69,7 @@ async def test_defer_then_receive_deferred(sdk: Sdk, entity: Any) -> None:
                 [deferred] = await rx.receive_deferred_messages([seq])
                 assert deferred.message_id == mid and text_of(deferred) == "deferred"
         async with client.get_queue_receiver(queue) as receiver:
-            assert await receiver.peek_messages(max_message_count=5) == [], "settled deferred message is gone"
+            assert await peek_all(receiver) == [], "settled deferred message is gone"
 
 
 async def test_dead_letter_with_reason_reaches_dlq(sdk: Sdk, entity: Any) -> None:
@@ -80,9 +82,7 @@ async def test_dead_letter_with_reason_reaches_dlq(sdk: Sdk, entity: Any) -> Non
         async with client.get_queue_receiver(queue) as receiver:
             [msg] = await receive_n(receiver, 1)
             await receiver.dead_letter_message(msg, reason="BadInput", error_description="field x is missing")
-            assert await receiver.receive_messages(max_wait_time=1) == [], (
-                "dead-lettered message left the queue"
-            )
+            assert await peek_all(receiver) == [], "dead-lettered message left the queue"
         async with client.get_queue_receiver(queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as dlq:
             [dead] = await receive_n(dlq, 1)
             assert dead.message_id == mid and text_of(dead) == "poison"
@@ -95,7 +95,7 @@ async def test_dead_letter_with_reason_reaches_dlq(sdk: Sdk, entity: Any) -> Non
                 "user properties survive dead-lettering"
             )
             await dlq.complete_message(dead)
-            assert await dlq.receive_messages(max_wait_time=1) == []
+            assert await peek_all(dlq) == []
 
 
 async def test_lock_expiry_redelivers(sdk: Sdk, entity: Any) -> None:
@@ -124,7 +124,7 @@ async def test_renew_message_lock_extends_locked_until(sdk: Sdk, entity: Any) ->
         async with client.get_queue_receiver(queue) as receiver:
             [msg] = await receive_n(receiver, 1)
             before = msg.locked_until_utc
-            await asyncio.sleep(1.5)
+            await asyncio.sleep(1)
             renewed = await receiver.renew_message_lock(msg)
             assert renewed > before, "renewing restarts the lock from the broker's now"
             assert msg.locked_until_utc == renewed
@@ -142,7 +142,7 @@ async def test_max_delivery_count_dead_letters(sdk: Sdk, entity: Any) -> None:
                 assert ids_of(got) == [mid], f"delivery attempt {attempt + 1} of 2"
                 assert got[0].delivery_count == attempt
                 await receiver.abandon_message(got[0])
-            assert await receiver.receive_messages(max_wait_time=1) == [], "not delivered a third time"
+            assert await peek_all(receiver) == [], "not delivered a third time"
         async with client.get_queue_receiver(queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as dlq:
             [dead] = await receive_n(dlq, 1)
             assert dead.message_id == mid
@@ -161,14 +161,13 @@ async def test_auto_lock_renewer_keeps_lock_past_lock_duration(sdk: Sdk, entity:
                 [msg] = await receive_n(receiver, 1)
                 first_lock = msg.locked_until_utc
                 renewer.register(receiver, msg)
-                await asyncio.sleep(7)  # longer than the 5 s lock: only renewal keeps it
+                await asyncio.sleep(6)  # longer than the 5 s lock: only renewal keeps it
                 assert msg.locked_until_utc > first_lock, "the renewer extended the lock"
                 assert msg.auto_renew_error is None
                 assert await receiver.receive_messages(max_wait_time=1) == [], (
                     "the renewed lock was never lost"
                 )
                 await receiver.complete_message(msg)
+                assert await peek_all(receiver) == []
         finally:
             await renewer.close()
-        async with client.get_queue_receiver(queue) as receiver:
-            assert await receiver.receive_messages(max_wait_time=1) == []
