@@ -248,3 +248,60 @@ async def test_history_past_the_maximum_terminates_the_instance_with_the_reason(
     assert states[EXECUTION].status is OrchestrationStatus.TERMINATED
     assert "exceeded" in states[EXECUTION].output
     assert broker.state is None
+
+
+async def test_a_result_that_overtakes_the_uncommitted_start_is_applied_with_it() -> None:
+    broker = FakeBroker()
+    with pytest.raises(Crash):
+        await Worker(broker).episode([start()], fault=raise_at("orchestration.after_send"))
+    # The activity ran meanwhile; its result sits behind the redelivered start in the session.
+    await Worker(broker).episode([start(), result_of(0, 6)])
+    works = activity_messages(broker)
+    assert sorted(m.event.event_id for m in works) == [0, 1]
+    assert decode_task_message(broker.delivered(OPTIONS.worker_queue)[1].body).event.input == "6"
+    histories, _ = tracked_history(broker)
+    kinds = [type(e).__name__ for e in histories[EXECUTION]]
+    assert kinds.count("ExecutionStartedEvent") == 1 and kinds.count("TaskScheduledEvent") == 2
+
+
+async def test_an_extended_session_resumes_the_live_orchestrator_without_replay() -> None:
+    starts: list[bool] = []
+
+    async def counted(ctx: Any, value: int) -> int:
+        starts.append(ctx.is_replaying)
+        first = await ctx.call_activity("double", value)
+        return await ctx.call_activity("double", first)
+
+    def make(keep_live: bool) -> tuple[FakeBroker, EpisodeDecider, HeldSession, SessionStateCodec]:
+        reg = Registry()
+        reg.add_orchestrator(counted, name="two_steps")
+        broker = FakeBroker()
+        codec = SessionStateCodec(OPTIONS, MemoryPayloadStore())
+        decider = EpisodeDecider(
+            options=OPTIONS,
+            codec=codec,
+            executor=OrchestrationExecutor(reg),
+            middlewares=(),
+            confirmed=ConfirmedTracking(),
+            keep_live=keep_live,
+        )
+        return broker, decider, HeldSession(None), codec
+
+    outcomes = []
+    for keep_live in (True, False):
+        starts.clear()
+        broker, decider, held, _codec = make(keep_live)
+        for batch in SCENARIO:
+            plan, result = await decider.decide(INSTANCE, held, list(batch))
+            await commit_episode(plan, broker.io(), FaultPoints(None), decider.confirmed)
+            held.loaded = plan.next_session
+            if result is not None and result.is_complete:
+                held.live = None
+        histories, states = tracked_history(broker)
+        outcomes.append(
+            ([type(e).__name__ for e in histories[EXECUTION]], states[EXECUTION].output, list(starts))
+        )
+    live, replayed = outcomes
+    assert live[0] == replayed[0] and live[1] == replayed[1] == "12"
+    assert live[2] == [False], "the live orchestrator must start once and never replay"
+    assert replayed[2] == [False, True, True]
