@@ -25,8 +25,10 @@ from typing import Any
 
 from ..core.executor import OrchestratorResult
 from ..core.history import (
+    ExecutionStartedEvent,
     ExecutionTerminatedEvent,
     GenericEvent,
+    HistoryEvent,
     SubOrchestrationInstanceCompletedEvent,
     SubOrchestrationInstanceCreatedEvent,
     SubOrchestrationInstanceFailedEvent,
@@ -134,7 +136,7 @@ def _retarget_answers(
         if not target or not isinstance(task_message.event, _ANSWERS):
             continue
         if current is None:
-            current = loaded.runtime_state().execution_id or ""
+            current = _execution_id(loaded.events)
         if target == current:
             continue
         if predecessors is None:
@@ -155,6 +157,14 @@ def _retarget_answers(
             ),
         )
     return out
+
+
+def _execution_id(events: Sequence[HistoryEvent]) -> str:
+    """The loaded execution's id; its ExecutionStarted is among the first events, so this is cheap."""
+    for event in events:
+        if isinstance(event, ExecutionStartedEvent):
+            return event.orchestration_instance.execution_id or ""
+    return ""
 
 
 def _stale(task_message: TaskMessage) -> TaskMessage:
