@@ -3,6 +3,7 @@ worker -> instance store, asserting results and the history DTF would record."""
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from rtkit import history_when, kinds, new_instance_id, of_type, output, status_when, wait_until
 
 from dtf_sb import (
+    ActivityContext,
     OrchestrationAlreadyExistsError,
     OrchestrationContext,
     OrchestrationStatus,
@@ -114,6 +116,38 @@ async def test_average_calculator_fan_out_fan_in(start_worker, client) -> None:
     results = of_type(history, TaskCompletedEvent)
     assert sorted(e.task_scheduled_id for e in results) == sorted(e.event_id for e in scheduled)
     assert sorted(decode_payload(e.result) for e in results) == [55, 155, 255, 355, 455]
+
+
+# -- synchronous activities with a context -------------------------------------------------------
+def describe_call(ctx: ActivityContext, value: int) -> dict[str, Any]:
+    # A plain function: the worker runs it in its thread pool, not on the event loop.
+    return {
+        "value": value * 2,
+        "instance": ctx.orchestration_id,
+        "task_id": ctx.task_id,
+        "name": ctx.name,
+        "thread": threading.current_thread() is not threading.main_thread(),
+    }
+
+
+async def sync_caller(ctx: OrchestrationContext, value: int) -> list[dict[str, Any]]:
+    return [await ctx.call_activity(describe_call, value), await ctx.call_activity(describe_call, value + 1)]
+
+
+async def test_sync_activity_gets_its_context_and_runs_off_the_loop(start_worker, client) -> None:
+    await start_worker([sync_caller], [describe_call])
+    iid = await client.schedule_new_orchestration(sync_caller, input=20)
+
+    state = await client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
+
+    assert state.status == OrchestrationStatus.COMPLETED
+    first, second = output(state)
+    assert (first["value"], second["value"]) == (40, 42)
+    assert first["instance"] == second["instance"] == iid
+    history = await client.get_orchestration_history(iid)
+    assert [first["task_id"], second["task_id"]] == [e.event_id for e in of_type(history, TaskScheduledEvent)]
+    assert first["name"] == "describe_call"
+    assert first["thread"] is True
 
 
 # -- signal ---------------------------------------------------------------------------------------
