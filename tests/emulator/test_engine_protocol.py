@@ -566,6 +566,9 @@ async def test_settlement_outcomes_and_echoes(emulator: Emulator, client: RawCli
         )
     )
     assert await _sync_point(client, 0) == []
+    # An echoed delivery is settled for good: repeating the outcome is ignored, not applied twice.
+    client.send(Disposition(role=Role.RECEIVER, first=t[0].delivery_id, settled=False, state=Accepted()))
+    assert await _sync_point(client, 0) == []
     counts = emulator.broker.entity_counts("q1")
     assert (counts.active, counts.deferred, counts.dead_lettered, counts.locked) == (2, 1, 1, 0)
     [dead] = emulator.broker.peek("q1/$DeadLetterQueue", 1, 5)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .frames import encode_frame
 from .performatives import (
+    Accepted,
     Attach,
     Begin,
     Detach,
@@ -22,6 +23,9 @@ from .performatives import (
     End,
     Error,
     Flow,
+    Modified,
+    Rejected,
+    Released,
     Role,
     Transfer,
     performative_to_described,
@@ -43,6 +47,7 @@ _UINT = 1 << 32
 
 
 _FIELD_COUNTS: dict[type, int] = {}
+_OUTCOMES = (Accepted, Rejected, Released, Modified)
 
 
 def frame(channel: int, performative: Any, payload: bytes = b"") -> bytes:
@@ -268,7 +273,8 @@ class Session:
             entry = self._unsettled.get(delivery_id)
             if entry is None:
                 continue
-            if disposition.settled:
+            if disposition.settled or isinstance(disposition.state, _OUTCOMES):
+                # An outcome ends the delivery: the broker settles it with its echo at once.
                 del self._unsettled[delivery_id]
             entry.link.on_disposition(delivery_id, entry.context, disposition.state, disposition.settled)
 
