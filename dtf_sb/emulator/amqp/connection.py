@@ -144,7 +144,7 @@ class Connection:
         except ProtocolHeaderError as exc:
             log.debug("connection %d: bad protocol header: %s", self.id, exc.reason)
             self.write(exc.supported)
-            self.abort()
+            self.abort(graceful=True)
             return
         except DecodeError as exc:
             self.close(Error("amqp:decode-error", str(exc), {}))
@@ -173,7 +173,7 @@ class Connection:
             self._stage = "open"
         else:
             self.write(SASL_HEADER if self._stage == "header" else AMQP_HEADER)
-            self.abort()
+            self.abort(graceful=True)
 
     def _on_sasl(self, frame: Frame) -> None:
         init = frame.performative
@@ -199,8 +199,7 @@ class Connection:
         if code == SaslCode.OK:
             self._stage = "sasl-done"
         else:
-            self.flush()
-            self.abort()
+            self.abort(graceful=True)
 
     # -- AMQP frames -------------------------------------------------------------------------
 
@@ -372,13 +371,20 @@ class Connection:
             self.writer.close()
         self._teardown()
 
-    def abort(self) -> None:
-        """Drop the socket without a close frame (shutdown, protocol mismatch)."""
+    def abort(self, *, graceful: bool = False) -> None:
+        """Drop the socket without a close frame.
+
+        ``graceful`` lets what is already written (a protocol header, a SASL outcome) reach the
+        peer first; otherwise the socket is reset at once, as when a broker goes down.
+        """
         if not self._closed:
             self.flush()
         self._closed = True
         with contextlib.suppress(Exception):
-            self.writer.transport.abort()
+            if graceful:
+                self.writer.close()
+            else:
+                self.writer.transport.abort()
         self._teardown()
 
     def _teardown(self) -> None:
