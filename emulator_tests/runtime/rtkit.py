@@ -26,7 +26,7 @@ from dtf_sb.testing.runtime import HubConnection
 
 E = TypeVar("E", bound=HistoryEvent)
 
-POLL_INTERVAL = 0.05
+POLL_INTERVAL = 0.1
 COMPLETION_TIMEOUT = 30.0
 
 
