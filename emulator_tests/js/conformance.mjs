@@ -118,6 +118,33 @@ check("abandon redelivers with deliveryCount + 1", () =>
   }),
 );
 
+check("abandon with propertiesToModify updates application properties", () =>
+  withClient(async (client) => {
+    const sender = client.createSender("js-abandon");
+    await sender.sendMessages({
+      body: "modify me",
+      messageId: `modify-${run}`,
+      applicationProperties: { attempt: "first", untouched: "yes" },
+    });
+    await sender.close();
+    const receiver = client.createReceiver("js-abandon");
+    const [first] = await receiveN(receiver, 1);
+    expect(first, "no message arrived");
+    await receiver.abandonMessage(first, { attempt: "second", added: 7 });
+    const [second] = await receiveN(receiver, 1);
+    expect(second, "abandoned message did not come back");
+    expectEqual(second.messageId, `modify-${run}`, "messageId");
+    expectEqual(second.deliveryCount, 1, "deliveryCount after abandon");
+    expectEqual(
+      second.applicationProperties,
+      { attempt: "second", untouched: "yes", added: 7 },
+      "applicationProperties after abandon with propertiesToModify",
+    );
+    await receiver.completeMessage(second);
+    await receiver.close();
+  }),
+);
+
 check("dead-letter with reason reaches the dead-letter queue", () =>
   withClient(async (client) => {
     const sender = client.createSender("js-dead-letter");
