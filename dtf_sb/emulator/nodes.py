@@ -14,21 +14,20 @@ verbatim behind a fresh header and the ``x-opt-*`` annotations the SDK reads.
 from __future__ import annotations
 
 import logging
+import struct
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .amqp.codec import DecodeError
+from .amqp.codec import DecodeError, encode
 from .amqp.link import IncomingLink, OutgoingLink
 from .amqp.message import (
     AmqpValue,
     ApplicationProperties,
-    Header,
     Message,
     Properties,
     decode_message,
     encode_message,
-    encode_message_with,
 )
 from .amqp.performatives import Accepted, Attach, Error, Rejected, Transfer
 from .amqp.session import Session
@@ -138,27 +137,82 @@ def _bare_with_properties(msg: BrokerMessage) -> bytes:
     return encode_message(rebuilt)
 
 
-def stamp_message(msg: BrokerMessage, *, lock_token: uuid.UUID | None = None, peek: bool = False) -> bytes:
-    """Encode a broker message for delivery: fresh header and annotations before the bare bytes."""
-    ann: dict[Any, Any] = dict(msg.annotations)
-    ann["x-opt-sequence-number"] = Long(msg.sequence_number)
-    ann["x-opt-enqueued-time"] = _ms(msg.enqueued_time)
-    if msg.enqueued_sequence_number:
-        ann["x-opt-enqueue-sequence-number"] = Long(msg.enqueued_sequence_number)
-    if lock_token is not None:
-        ann["x-opt-lock-token"] = lock_token
-        if msg.locked_until is not None:
-            ann["x-opt-locked-until"] = _ms(msg.locked_until)
-    if msg.state != MessageState.ACTIVE or peek:
-        ann["x-opt-message-state"] = Int(int(msg.state))
-    if msg.dead_letter_source is not None:
-        ann["x-opt-deadletter-source"] = msg.dead_letter_source
-    ttl = round(msg.ttl * 1000) if msg.ttl else None
-    header = Header(ttl=ttl, delivery_count=msg.delivery_count)
-    delivery_annotations = {Symbol("x-opt-lock-token"): lock_token} if lock_token is not None else None
-    return encode_message_with(
-        header, ann, _bare_with_properties(msg), delivery_annotations=delivery_annotations
+_STAMPED = (
+    "x-opt-sequence-number",
+    "x-opt-enqueued-time",
+    "x-opt-enqueue-sequence-number",
+    "x-opt-locked-until",
+    "x-opt-message-state",
+    "x-opt-deadletter-source",
+)
+_KEY = {name: encode(Symbol(name)) for name in _STAMPED}
+_LOCK_TOKEN_KEY = encode(Symbol("x-opt-lock-token"))
+# delivery-annotations {x-opt-lock-token: uuid}: map8 of one pair, then the uuid constructor.
+_LOCK_TOKEN_SECTION = (
+    bytes((0x00, 0x53, 0x71, 0xC1, len(_LOCK_TOKEN_KEY) + 17 + 1, 2)) + _LOCK_TOKEN_KEY + b"\x98"
+)
+_typed64 = struct.Struct(">Bq").pack
+
+
+def _uint(value: int) -> bytes:
+    if value == 0:
+        return b"\x43"
+    if value < 256:
+        return bytes((0x52, value))
+    return b"\x70" + value.to_bytes(4, "big")
+
+
+def _map_section(code: int, body: bytes, count: int) -> bytes:
+    if len(body) < 255 and count < 256:
+        return bytes((0x00, 0x53, code, 0xC1, len(body) + 1, count)) + body
+    return (
+        bytes((0x00, 0x53, code, 0xD1)) + (len(body) + 4).to_bytes(4, "big") + count.to_bytes(4, "big") + body
     )
+
+
+def stamp_message(msg: BrokerMessage, *, lock_token: uuid.UUID | None = None, peek: bool = False) -> bytes:
+    """Encode a broker message for delivery: fresh header and annotations before the bare bytes.
+
+    This runs once per delivered message, so the header and the broker's annotations are laid out
+    byte by byte (the same encodings the codec would pick); only annotations the sender set go
+    through the general encoder.
+    """
+    parts: list[bytes] = []
+    count = 0
+    for key, value in msg.annotations.items():
+        if key in _KEY:
+            continue
+        parts.append(encode(Symbol(key) if type(key) is str else key))
+        parts.append(encode(value))
+        count += 1
+    parts.append(_KEY["x-opt-sequence-number"])
+    parts.append(_typed64(0x81, msg.sequence_number))
+    parts.append(_KEY["x-opt-enqueued-time"])
+    parts.append(_typed64(0x83, round(msg.enqueued_time * 1000)))
+    count += 2
+    if msg.enqueued_sequence_number:
+        parts.append(_KEY["x-opt-enqueue-sequence-number"])
+        parts.append(_typed64(0x81, msg.enqueued_sequence_number))
+        count += 1
+    if lock_token is not None and msg.locked_until is not None:
+        parts.append(_KEY["x-opt-locked-until"])
+        parts.append(_typed64(0x83, round(msg.locked_until * 1000)))
+        count += 1
+    if msg.state != MessageState.ACTIVE or peek:
+        parts.append(_KEY["x-opt-message-state"])
+        parts.append(bytes((0x54, int(msg.state))))
+        count += 1
+    if msg.dead_letter_source is not None:
+        parts.append(_KEY["x-opt-deadletter-source"])
+        parts.append(encode(msg.dead_letter_source))
+        count += 1
+    # header.ttl is a uint of milliseconds: longer lifetimes (Service Bus allows years) saturate.
+    ttl = min(round(msg.ttl * 1000), 0xFFFFFFFF) if msg.ttl else None
+    fields = b"\x40\x40" + (b"\x40" if ttl is None else _uint(ttl)) + b"\x40" + _uint(msg.delivery_count)
+    header = bytes((0x00, 0x53, 0x70, 0xC0, len(fields) + 1, 5)) + fields
+    delivery = _LOCK_TOKEN_SECTION + lock_token.bytes if lock_token is not None else b""
+    annotations = _map_section(0x72, b"".join(parts), count * 2)
+    return b"".join((header, delivery, annotations, _bare_with_properties(msg)))
 
 
 # ----------------------------------------------------------------------------------- responses

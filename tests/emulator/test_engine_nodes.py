@@ -6,12 +6,17 @@ import uuid
 from typing import Any
 
 import pytest
+from azure.servicebus._pyamqp._decode import decode_payload as sdk_decode_payload
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dtf_sb.emulator import generate_sas_token
 from dtf_sb.emulator.amqp import (
     AmqpValue,
     ApplicationProperties,
     Array,
+    Header,
+    Int,
     Long,
     Message,
     MessageAnnotations,
@@ -19,9 +24,17 @@ from dtf_sb.emulator.amqp import (
     Timestamp,
     decode_message,
     encode_message,
+    encode_message_with,
 )
 from dtf_sb.emulator.auth import Grants
-from dtf_sb.emulator.broker import Broker, FakeClock, IncomingMessage, QueueProperties
+from dtf_sb.emulator.broker import (
+    Broker,
+    BrokerMessage,
+    FakeClock,
+    IncomingMessage,
+    MessageState,
+    QueueProperties,
+)
 from dtf_sb.emulator.nodes import CbsNode, ManagementNode, dotnet_ticks, incoming_message, stamp_message
 
 NOW = 1_800_000_000.0
@@ -296,3 +309,69 @@ def test_incoming_message_reads_service_bus_fields() -> None:
     assert (msg.message_id, msg.session_id, msg.scheduled_enqueue_time) == ("m", "g", 5.0)
     assert msg.system_properties["correlation_id"] == "c" and msg.system_properties["subject"] == "s"
     assert isinstance(msg, IncomingMessage)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    seq=st.integers(1, 2**62),
+    enqueued=st.floats(0, 4_000_000_000, allow_nan=False),
+    ttl=st.none() | st.floats(0.001, 10**9, allow_nan=False),
+    delivery_count=st.integers(0, 100_000),
+    state=st.sampled_from(list(MessageState)),
+    source=st.none() | st.text(max_size=300),
+    extra=st.dictionaries(
+        st.sampled_from(["x-opt-partition-key", "x-opt-scheduled-enqueue-time", "custom"]),
+        st.text(max_size=200) | st.integers(-(2**40), 2**40),
+        max_size=3,
+    ),
+    locked=st.booleans(),
+    peek=st.booleans(),
+)
+def test_fast_stamp_matches_the_codec(
+    seq: int,
+    enqueued: float,
+    ttl: float | None,
+    delivery_count: int,
+    state: MessageState,
+    source: str | None,
+    extra: dict[str, Any],
+    locked: bool,
+    peek: bool,
+) -> None:
+    bare = encode_message(Message(properties=Properties(message_id="m"), body=[b"body"]))
+    token = uuid.uuid4() if locked else None
+    msg = BrokerMessage(
+        bare,
+        "m",
+        None,
+        dict(extra),
+        seq,
+        enqueued,
+        "q1",
+        ttl=ttl,
+        delivery_count=delivery_count,
+        state=state,
+        dead_letter_source=source,
+        lock_token=token,
+        locked_until=enqueued + 30 if locked else None,
+    )
+    wire = stamp_message(msg, lock_token=token, peek=peek)
+    ann: dict[Any, Any] = dict(extra)
+    ann["x-opt-sequence-number"] = Long(seq)
+    ann["x-opt-enqueued-time"] = Timestamp(round(enqueued * 1000))
+    if locked:
+        ann["x-opt-locked-until"] = Timestamp(round((enqueued + 30) * 1000))
+    if state != MessageState.ACTIVE or peek:
+        ann["x-opt-message-state"] = Int(int(state))
+    if source is not None:
+        ann["x-opt-deadletter-source"] = source
+    expected = encode_message_with(
+        Header(ttl=min(round(ttl * 1000), 0xFFFFFFFF) if ttl else None, delivery_count=delivery_count),
+        ann,
+        bare,
+        delivery_annotations={"x-opt-lock-token": token} if token else None,
+    )
+    assert decode_message(wire) == decode_message(expected)
+    sdk = sdk_decode_payload(memoryview(wire))
+    assert sdk.message_annotations[b"x-opt-sequence-number"] == seq
+    assert sdk.header[4] == delivery_count
