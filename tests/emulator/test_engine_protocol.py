@@ -435,7 +435,9 @@ async def test_delivery_stamps_service_bus_annotations(emulator: Emulator, clien
     assert ann["x-opt-sequence-number"] == 1 and type(ann["x-opt-sequence-number"]).__name__ == "Long"
     assert type(ann["x-opt-enqueued-time"]).__name__ == "Timestamp"
     assert ann["x-opt-locked-until"] == int((START + 30) * 1000)
-    assert msg.delivery_annotations["x-opt-lock-token"] == token, "the lock token also travels as an annotation"
+    assert msg.delivery_annotations["x-opt-lock-token"] == token, (
+        "the lock token also travels as an annotation"
+    )
     assert emulator.broker.entity_counts("q1").locked == 1
 
 
@@ -699,3 +701,27 @@ async def test_transaction_coordinator_is_refused(client: RawClient) -> None:
     assert (await client.expect(Detach)).performative.error.condition == "amqp:not-implemented"
     # The connection is still usable.
     assert (await _attach_sender(client, "q1", handle=1)).target is not None
+
+
+async def test_detaching_a_waiting_session_receiver_is_answered(
+    emulator: Emulator, client: RawClient
+) -> None:
+    client.send(
+        Attach(
+            name="sess",
+            handle=0,
+            role=Role.RECEIVER,
+            snd_settle_mode=0,
+            rcv_settle_mode=1,
+            source=Source(address="s1", filter={"com.microsoft:session-filter": None}),
+            target=Target(address="local"),
+        )
+    )
+    assert await _sync_point(client, 0) == []
+    client.send(Detach(handle=0, closed=True))
+    attach = (await client.expect(Attach)).performative
+    assert attach.source is None
+    assert (await client.expect(Detach)).performative.closed
+    _enqueue(emulator, "s1", b"later", session="D")
+    assert await _sync_point(client, 0) == [], "the abandoned wait takes no session"
+    assert emulator.broker.accept_session("s1", "D", "someone-else") is not None

@@ -81,16 +81,7 @@ class Link:
         A null source (or target, for a client sender) tells the client no terminus was created; the
         detach that follows carries the reason the SDK turns into an exception.
         """
-        remote = self.remote_attach
-        if self.role == Role.SENDER:
-            attach = Attach(
-                name=self.name, handle=self.handle, role=self.role, source=None, target=remote.target
-            )
-        else:
-            attach = Attach(
-                name=self.name, handle=self.handle, role=self.role, source=remote.source, target=None
-            )
-        self.session.send_performative(attach)
+        self.session.send_performative(self._null_attach())
         self.attached = True
         self.detach(Error(condition, description, {}))
 
@@ -118,10 +109,22 @@ class Link:
         if self.detached:
             return
         self.detached = True
-        if self.attached:
-            self.session.send_performative(Detach(handle=self.handle, closed=detach.closed))
+        if not self.attached:
+            # Still pending (a session receiver waiting for a session): complete the handshake
+            # with an empty terminus so the client's detach gets its answer.
+            self.session.send_performative(self._null_attach())
+            self.attached = True
+        self.session.send_performative(Detach(handle=self.handle, closed=detach.closed))
         self.session.forget_link(self)
         self.on_detached()
+
+    def _null_attach(self) -> Attach:
+        remote = self.remote_attach
+        if self.role == Role.SENDER:
+            return Attach(
+                name=self.name, handle=self.handle, role=self.role, source=None, target=remote.target
+            )
+        return Attach(name=self.name, handle=self.handle, role=self.role, source=remote.source, target=None)
 
     def on_detached(self) -> None:
         """Called exactly once when the link is gone for any reason (detach, end, close, drop)."""
