@@ -12,7 +12,17 @@ nothing else from dtf_sb.
 from __future__ import annotations
 
 from .auth import generate_sas_token
-from .broker import Broker, FakeClock, QueueProperties, SubscriptionProperties, SystemClock, TopicProperties
+from .broker import (
+    Broker,
+    CorrelationFilter,
+    FakeClock,
+    QueueProperties,
+    Rule,
+    SqlFilter,
+    SubscriptionProperties,
+    SystemClock,
+    TopicProperties,
+)
 from .config import EmulatorConfig, load_config, parse_config
 from .server import DEFAULT_SAS_KEY, DEFAULT_SAS_KEY_NAME, Emulator
 
@@ -20,10 +30,13 @@ __all__ = [
     "DEFAULT_SAS_KEY",
     "DEFAULT_SAS_KEY_NAME",
     "Broker",
+    "CorrelationFilter",
     "Emulator",
     "EmulatorConfig",
     "FakeClock",
     "QueueProperties",
+    "Rule",
+    "SqlFilter",
     "SubscriptionProperties",
     "SystemClock",
     "TopicProperties",
