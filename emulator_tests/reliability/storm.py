@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import multiprocessing
 import os
 import random
 import signal
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import worker_proc
 from relkit import (
     SessionStateLog,
     activity_runs,
@@ -82,17 +84,50 @@ def _point_of(spec: str | None) -> str | None:
     return spec.split(":", 1)[0] if spec else None
 
 
+class _Forked:
+    """A ``multiprocessing.Process`` seen through the three ``Popen`` methods the fleet uses."""
+
+    def __init__(self, process: Any) -> None:
+        self._process = process
+
+    def poll(self) -> int | None:
+        return self._process.exitcode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        self._process.join(timeout)
+        if self._process.exitcode is None:
+            raise subprocess.TimeoutExpired("worker", timeout or 0.0)
+        return self._process.exitcode
+
+    def send_signal(self, sig: int) -> None:
+        if self._process.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._process.pid, sig)
+
+    def kill(self) -> None:
+        self._process.kill()
+
+
 @dataclass
 class _Slot:
-    process: subprocess.Popen[bytes] | None = None
+    process: Any = None
     spec: str | None = None
+    watchdog: bool = False
+
+
+def _fork_server() -> Any:
+    """A forkserver context whose server has already imported the worker and the Azure SDKs."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["worker_proc", "workload", "dtf_sb.worker", "azure.servicebus.aio"])
+    return context
 
 
 class WorkerFleet:
     """Worker processes for one hub, replaced as they die, with a kill budget.
 
     ``plan`` yields each new process's ``DTF_SB_FAULTS`` spec (None: no faults). Once ``kill_budget``
-    injected crashes happened, new processes start clean so the remaining work can drain.
+    injected crashes happened, new processes start clean so the remaining work can drain. With
+    ``forked`` the processes fork from a preloaded server instead of starting an interpreter each.
     """
 
     def __init__(
@@ -105,6 +140,7 @@ class WorkerFleet:
         kill_budget: int,
         activity_log: Path,
         max_delivery_count: int,
+        forked: bool = False,
     ) -> None:
         self._hub = hub
         self._workdir = workdir
@@ -119,7 +155,10 @@ class WorkerFleet:
         self.kills_by_point: Counter[str] = Counter()
         self.unexpected_exits: list[str] = []
         self.spawned = 0
-        self._stderr = open(workdir / "workers.log", "ab")
+        self.stall_restarts = 0
+        self._log_path = workdir / "workers.log"
+        self._stderr = open(self._log_path, "ab")
+        self._context = _fork_server() if forked else None
 
     @property
     def budget_spent(self) -> bool:
@@ -128,28 +167,35 @@ class WorkerFleet:
     def _spawn(self, slot: _Slot) -> None:
         spec = None if self.budget_spent else next(self._plan)
         options = self._hub.options
-        env = dict(os.environ)
-        env[CONFIG_ENV] = json.dumps(
-            {
-                "hub": options.hub_name,
-                "lock_duration": options.lock_duration,
-                "max_delivery_count": self._max_delivery_count,
-                "servicebus": self._hub.servicebus_connection_string,
-                "storage": self._hub.storage_connection_string,
-            }
-        )
-        env[ACTIVITY_LOG_ENV] = str(self._activity_log)
-        env.pop(ENV_VAR, None)
+        config = {
+            "hub": options.hub_name,
+            "lock_duration": options.lock_duration,
+            "max_delivery_count": self._max_delivery_count,
+            "servicebus": self._hub.servicebus_connection_string,
+            "storage": self._hub.storage_connection_string,
+        }
+        env = {ACTIVITY_LOG_ENV: str(self._activity_log)}
         if spec:
             env[ENV_VAR] = spec
         slot.spec = spec
-        slot.process = subprocess.Popen(
-            [sys.executable, str(WORKER_SCRIPT)],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._stderr,
-            stderr=self._stderr,
-        )
+        if self._context is not None:
+            process = self._context.Process(
+                target=worker_proc.run, args=(config, env, str(self._log_path)), daemon=True
+            )
+            process.start()
+            slot.process = _Forked(process)
+        else:
+            full_env = dict(os.environ)
+            full_env.pop(ENV_VAR, None)
+            full_env.update(env)
+            full_env[CONFIG_ENV] = json.dumps(config)
+            slot.process = subprocess.Popen(
+                [sys.executable, str(WORKER_SCRIPT)],
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                stdout=self._stderr,
+                stderr=self._stderr,
+            )
         self.spawned += 1
 
     def _reap(self, slot: _Slot) -> bool:
@@ -164,9 +210,10 @@ class WorkerFleet:
         if code == CRASH_EXIT_CODE and point is not None:
             self.kills += 1
             self.kills_by_point[point] += 1
-        elif not (code == 0 and self._stopping):
+        elif not (code == 0 and self._stopping) and not slot.watchdog:
             self.unexpected_exits.append(f"exit {code} (faults: {slot.spec})")
         slot.process = None
+        slot.watchdog = False
         return True
 
     async def _supervise(self) -> None:
@@ -178,6 +225,14 @@ class WorkerFleet:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._supervise(), name="worker-fleet")
+
+    def kill_all(self) -> None:
+        """SIGKILL every live worker; the supervisor replaces them (not counted as injected kills)."""
+        self.stall_restarts += 1
+        for slot in self._slots:
+            if slot.process is not None and slot.process.poll() is None:
+                slot.watchdog = True
+                slot.process.kill()
 
     def live_specs(self) -> list[str | None]:
         return [s.spec for s in self._slots if s.process is not None]
@@ -222,6 +277,7 @@ class StormReport:
     leftover_messages: dict[str, Any] = field(default_factory=dict)
     unexpected_exits: list[str] = field(default_factory=list)
     session_state_writes: int = 0
+    stall_restarts: int = 0
     seconds: float = 0.0
 
     def summary(self) -> dict[str, Any]:
@@ -239,6 +295,7 @@ class StormReport:
             "leftover_messages": {q: list(c) for q, c in self.leftover_messages.items()},
             "unexpected_exits": len(self.unexpected_exits),
             "session_state_writes": self.session_state_writes,
+            "stall_restarts": self.stall_restarts,
             "seconds": round(self.seconds, 1),
         }
 
@@ -273,12 +330,16 @@ async def run_storm(
     max_delivery_count: int = 10,
     drain_timeout: float = 300.0,
     during: Callable[[], Awaitable[None]] | None = None,
+    forked: bool = False,
+    stall_timeout: float = 90.0,
     progress: Callable[[str], None] | None = None,
 ) -> StormReport:
     """Run instances of ``mixed`` until the fleet spent its kill budget, drain, then audit.
 
     ``during`` (for example broker restarts) is awaited once scheduling is over, while the
-    workload is still in flight; the drain starts when it returns.
+    workload is still in flight; the drain starts when it returns. When no instance finishes for
+    ``stall_timeout`` seconds while some are open, every worker is SIGKILLed and replaced (as a
+    liveness probe would); the report counts these as ``stall_restarts``.
     """
     started = time.monotonic()
     activity_log = workdir / "activities.log"
@@ -291,6 +352,7 @@ async def run_storm(
         kill_budget=kill_budget,
         activity_log=activity_log,
         max_delivery_count=max_delivery_count,
+        forked=forked,
     )
     report = StormReport()
     inputs: dict[str, int] = {}
@@ -307,12 +369,22 @@ async def run_storm(
                     await client.raise_orchestration_event(instance_id, EVENT_NAME, data=event_data(n))
                     inputs[instance_id] = n
 
+            last_progress = time.monotonic()
+
             async def poll_finished() -> None:
+                nonlocal last_progress
                 open_ids = [i for i in inputs if i not in finished]
                 statuses = await asyncio.gather(*(_status(client, i) for i in open_ids))
                 for instance_id, status in zip(open_ids, statuses, strict=True):
                     if status is not None and status.is_terminal:
                         finished.add(instance_id)
+                        last_progress = time.monotonic()
+                if len(finished) < len(inputs) and time.monotonic() - last_progress > stall_timeout:
+                    # A liveness probe's answer to a worker that holds work without progressing.
+                    if progress is not None:
+                        progress(f"no instance finished for {stall_timeout:.0f} s: killing every worker")
+                    fleet.kill_all()
+                    last_progress = time.monotonic()
 
             last_note = 0.0
             while (not fleet.budget_spent or len(inputs) < min_instances) and (
@@ -371,6 +443,7 @@ async def run_storm(
     report.kills = fleet.kills
     report.kills_by_point = dict(fleet.kills_by_point)
     report.worker_processes = fleet.spawned
+    report.stall_restarts = fleet.stall_restarts
     report.unexpected_exits = fleet.unexpected_exits
     report.seconds = time.monotonic() - started
     return report

@@ -4,7 +4,9 @@ The emulator and Azurite live in the parent (test or benchmark) process, so kill
 nothing else down. The parent passes the hub and endpoints as JSON in ``DTF_SB_REL_WORKER`` and the
 crash points in ``DTF_SB_FAULTS`` (see ``dtf_sb.servicebus.faults``): at an injected point the
 runtime ends this process with ``os._exit(137)``, with no cleanup, as a SIGKILL would. SIGTERM stops
-it gracefully (exit 0).
+it gracefully (exit 0). The fleet starts it either as a fresh interpreter (``python worker_proc.py``)
+or forked from a server that already imported everything (:func:`run`), which makes a crash and
+restart cost milliseconds instead of an interpreter start, so a benchmark can reach a thousand kills.
 
     DTF_SB_REL_WORKER='{"hub": ..., "servicebus": ..., "storage": ...}' python worker_proc.py
 """
@@ -21,9 +23,10 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from workload import ACTIVITIES, ORCHESTRATORS
+from workload import ACTIVITIES, ACTIVITY_LOG_ENV, ORCHESTRATORS
 
 from dtf_sb.options import TaskHubOptions, WorkerOptions
+from dtf_sb.servicebus.faults import ENV_VAR
 from dtf_sb.worker import TaskHubWorker
 
 CONFIG_ENV = "DTF_SB_REL_WORKER"
@@ -67,11 +70,29 @@ async def serve(config: dict[str, Any]) -> None:
         await stop.wait()
 
 
-def main() -> None:
+def run(config: dict[str, Any], env: dict[str, str], log_path: str | None = None) -> None:
+    """Entry point of a forked worker (``multiprocessing``): take the environment, then serve.
+
+    The fault injector and the activity log read the environment when the worker starts, so it is
+    set here, in the child, before anything else runs.
+    """
+    for name in (ENV_VAR, ACTIVITY_LOG_ENV):
+        os.environ.pop(name, None)
+    os.environ.update(env)
+    if log_path is not None:
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+    main(config)
+
+
+def main(config: dict[str, Any] | None = None) -> None:
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
     )
-    config = json.loads(os.environ[CONFIG_ENV])
+    if config is None:
+        config = json.loads(os.environ[CONFIG_ENV])
     asyncio.run(serve(config))
 
 
