@@ -132,7 +132,7 @@ async def send(
 
 
 async def receive_n(
-    receiver: Any, n: int, *, max_wait_time: float = 2.0, max_rounds: int = 20
+    receiver: Any, n: int, *, max_wait_time: float = 5.0, max_rounds: int = 20
 ) -> list[sb.ServiceBusReceivedMessage]:
     """Receive until ``n`` messages arrived or a round came back empty (bounded, never hangs)."""
     got: list[sb.ServiceBusReceivedMessage] = []

@@ -150,6 +150,30 @@ async def test_renew_session_lock(sdk: Sdk, entity: Any) -> None:
             await receiver.complete_message(msg)
 
 
+async def test_auto_lock_renewer_keeps_session_lock(sdk: Sdk, entity: Any) -> None:
+    queue = entity("s-auto-renew", sessions=True)  # LockDuration PT5S
+    [sid] = sdk.ids("sautorenew", 1)
+    async with sdk.client() as client:
+        await send(
+            client, queue, [ServiceBusMessage("1", session_id=sid), ServiceBusMessage("2", session_id=sid)]
+        )
+        renewer = sdk.auto_lock_renewer(max_lock_renewal_duration=60)
+        try:
+            async with client.get_queue_receiver(queue, session_id=sid) as receiver:
+                first_lock = receiver.session.locked_until_utc
+                renewer.register(receiver, receiver.session)
+                [one] = await receive_n(receiver, 1)
+                await receiver.complete_message(one)
+                await asyncio.sleep(6)  # longer than the 5 s session lock: only renewal keeps it
+                assert receiver.session.locked_until_utc > first_lock, "the renewer extended the session lock"
+                assert receiver.session.auto_renew_error is None
+                [two] = await receive_n(receiver, 1)
+                assert text_of(two) == "2", "the session is still ours after its first lock would have ended"
+                await receiver.complete_message(two)
+        finally:
+            await renewer.close()
+
+
 @pytest.mark.skipif(SDK_VERSION < (7, 15), reason="list_queue_sessions was added in azure-servicebus 7.15")
 async def test_list_queue_sessions(sdk: Sdk, entity: Any) -> None:
     queue = entity("s-list", sessions=True)
