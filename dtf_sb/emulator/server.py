@@ -119,6 +119,8 @@ class EntityReceiverLink(OutgoingLink):
         self.session_id: str | None = None
         self.locked_until: float | None = None
         self._wait: asyncio.TimerHandle | None = None
+        self._message_size = 1024 * 1024
+        """Estimate of the next message's size (up at once, down gently) to fit batches to the budget."""
 
     # -- attach ------------------------------------------------------------------------------
 
@@ -216,10 +218,13 @@ class EntityReceiverLink(OutgoingLink):
         while self.can_send():
             if self.session_filter and self.session_id is None:
                 return
+            # Take no more than the socket can absorb: a locked message that cannot be written
+            # would sit in memory with its lock running.
+            affordable = max(1, self.session.connection.write_budget // self._message_size)
             try:
                 batch = broker.receive(
                     self.ref.path,
-                    max_count=min(self.credit, PUMP_BATCH),
+                    max_count=min(self.credit, PUMP_BATCH, affordable),
                     mode=self.mode,  # type: ignore[arg-type]
                     session_id=self.session_id,
                     owner=self,
@@ -236,6 +241,7 @@ class EntityReceiverLink(OutgoingLink):
             for msg in batch:
                 token = msg.lock_token
                 payload = stamp_message(msg, lock_token=token)
+                self._message_size = max(len(payload), self._message_size * 3 // 4, 1)
                 tag = token.bytes_le if token is not None else msg.sequence_number.to_bytes(8, "big")
                 self.send_delivery(tag, payload, settled=settled, context=token)
 

@@ -142,6 +142,7 @@ async def emulator() -> AsyncIterator[Emulator]:
         QueueProperties("q1", lock_duration=30),
         QueueProperties("s1", requires_session=True, lock_duration=30),
         QueueProperties("small", max_message_size=1024),
+        QueueProperties("big", max_message_size=1024 * 1024),
     ]
     async with Emulator(entities, port=0, clock=clock, health_port=0) as emu:
         yield emu
@@ -725,3 +726,23 @@ async def test_detaching_a_waiting_session_receiver_is_answered(
     _enqueue(emulator, "s1", b"later", session="D")
     assert await _sync_point(client, 0) == [], "the abandoned wait takes no session"
     assert emulator.broker.accept_session("s1", "D", "someone-else") is not None
+
+
+async def test_slow_reader_gets_backpressure_not_unbounded_buffering(emulator: Emulator) -> None:
+    c = await RawClient.connect(emulator.port)
+    await c.handshake(mechanism="PLAIN")
+    body = b"\xab" * (256 * 1024)
+    _enqueue(emulator, "big", *([body] * 80))  # 20 MB in total
+    await _attach_receiver(c, "big")
+    c.send(_flow(0, 0, 80))
+    await asyncio.sleep(0.5)  # the client reads nothing meanwhile
+    locked = emulator.broker.entity_counts("big").locked
+    assert 0 < locked < 80, "the broker stops taking messages while the socket is full"
+    received = 0
+    while received < 80:
+        item = await c.next()
+        assert item is not None
+        if isinstance(item.performative, Transfer) and not item.performative.more:
+            received += 1
+    assert emulator.broker.entity_counts("big").locked == 80
+    await c.close()

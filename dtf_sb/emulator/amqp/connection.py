@@ -110,6 +110,7 @@ class Connection:
         self._out_bytes = 0
         self._flush_pending = False
         self._draining = False
+        self._starved = False
         self._closed = False
         self._opened = False
         self._heartbeat: asyncio.Task[None] | None = None
@@ -326,17 +327,30 @@ class Connection:
         except (ConnectionError, RuntimeError):
             self.abort()
             return
-        if not self.writable and not self._draining:
-            self._draining = True
-            self._loop.create_task(self._drain())
+        if self.write_budget <= 0:
+            if not self._draining:
+                self._draining = True
+                self._loop.create_task(self._drain())
+        elif self._starved:
+            # The kernel took what was queued: links that stopped for the budget may go on.
+            self._starved = False
+            self._loop.call_soon(self._pump_sessions)
+
+    @property
+    def write_budget(self) -> int:
+        """Bytes outgoing links may still produce before backpressure stops them."""
+        if self._closed:
+            return 0
+        return max(0, WRITE_HIGH_WATER - self._out_bytes - self.writer.transport.get_write_buffer_size())
 
     @property
     def writable(self) -> bool:
         """Whether outgoing links may produce more deliveries now (backpressure)."""
-        if self._closed:
-            return False
-        transport = self.writer.transport
-        return self._out_bytes + transport.get_write_buffer_size() < WRITE_HIGH_WATER
+        if self.write_budget > 0:
+            return True
+        # Someone wanted to send and could not: pump again once the socket takes the bytes.
+        self._starved = True
+        return False
 
     async def _drain(self) -> None:
         try:
@@ -346,6 +360,10 @@ class Connection:
             return
         finally:
             self._draining = False
+        self._starved = False
+        self._pump_sessions()
+
+    def _pump_sessions(self) -> None:
         for session in list(self.sessions.values()):
             session.pump()
 
