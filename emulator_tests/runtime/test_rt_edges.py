@@ -68,7 +68,7 @@ async def test_event_for_a_differently_cased_instance_id_reaches_the_instance(st
     await status_when(client, iid, OrchestrationStatus.RUNNING)
 
     await client.raise_orchestration_event(iid.lower(), "Name", data="lower")
-    state = await client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
+    state = await client.wait_for_orchestration_completion(iid, timeout=20)
 
     assert state.status == OrchestrationStatus.COMPLETED
     assert output(state) == "got lower"
