@@ -1,5 +1,6 @@
 """Edges DTF's suite does not cover or covers only on Azure (reference 10.10): large payloads through
-blob overflow, instance ids that differ only in case, and terminate while suspended."""
+blob overflow, instance ids that differ only in case, terminate while suspended, and how long session
+state lives."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
+from azure.servicebus.aio import ServiceBusClient
 from rtkit import kinds, new_instance_id, of_type, output, status_when
 
 from dtf_sb import OrchestrationContext, OrchestrationStatus
@@ -93,3 +95,33 @@ async def test_terminate_works_while_suspended(start_worker, client) -> None:
     order = kinds(await client.get_orchestration_history(iid))
     assert order.index("EXECUTION_SUSPENDED") < order.index("EXECUTION_TERMINATED")
     assert "EXECUTION_RESUMED" not in order
+
+
+# -- session state lifetime ------------------------------------------------------------------------
+async def session_state(hub: Any, instance_id: str) -> bytes | None:
+    """The orchestrator session's state, read with the plain SDK (locks the session briefly)."""
+    async with ServiceBusClient.from_connection_string(hub.servicebus_connection_string) as sb:
+        receiver = sb.get_queue_receiver(
+            hub.options.orchestrator_queue, session_id=instance_id, max_wait_time=5
+        )
+        async with receiver:
+            return await receiver.session.get_state()
+
+
+async def test_session_state_is_kept_while_suspended_and_cleared_when_done(start_worker, client, hub) -> None:
+    # DTF deletes session state for any status but Running, so a suspended instance lost its history
+    # (reference 7.12); DESIGN 5 keeps it while suspended and clears it once the instance completes.
+    await start_worker([wait_for_name])
+    iid = await client.schedule_new_orchestration(wait_for_name)
+    await status_when(client, iid, OrchestrationStatus.RUNNING)
+    await client.suspend_orchestration(iid)
+    await status_when(client, iid, OrchestrationStatus.SUSPENDED)
+
+    assert await session_state(hub, iid), "a suspended instance must keep its session state"
+
+    await client.resume_orchestration(iid)
+    await client.raise_orchestration_event(iid, "Name", data="back")
+    state = await client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
+    assert state.status == OrchestrationStatus.COMPLETED
+    assert output(state) == "got back"
+    assert not await session_state(hub, iid), "a completed instance must leave no session state behind"
