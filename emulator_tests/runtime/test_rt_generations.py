@@ -8,7 +8,7 @@ from typing import Any
 
 from rtkit import of_type, output, status_when
 
-from dtf_sb import OrchestrationContext, OrchestrationStatus
+from dtf_sb import OrchestrationContext, OrchestrationStatus, SubOrchestrationFailedError
 from dtf_sb.core.codec import decode_payload
 from dtf_sb.core.history import ContinueAsNewEvent, EventRaisedEvent, ExecutionStartedEvent
 from dtf_sb.testing.runtime import named
@@ -133,3 +133,28 @@ async def test_parent_gets_the_last_generation_result_of_its_child(start_worker,
 
     assert state.status == OrchestrationStatus.COMPLETED
     assert output(state) == 30
+
+
+async def failing_generational_child(ctx: OrchestrationContext, n: int) -> int:
+    if n < 2:
+        ctx.continue_as_new(n + 1)
+        return n
+    raise ValueError(f"generation {n} failed")
+
+
+async def parent_of_failing_generations(ctx: OrchestrationContext, _: Any) -> str:
+    try:
+        await ctx.call_sub_orchestrator(failing_generational_child, 0)
+    except SubOrchestrationFailedError as error:
+        return str(error)
+    return "no failure"
+
+
+async def test_parent_sees_a_failure_in_a_later_generation_of_its_child(start_worker, client) -> None:
+    await start_worker([parent_of_failing_generations, failing_generational_child])
+    iid = await client.schedule_new_orchestration(parent_of_failing_generations)
+
+    state = await client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
+
+    assert state.status == OrchestrationStatus.COMPLETED
+    assert "generation 2 failed" in output(state)

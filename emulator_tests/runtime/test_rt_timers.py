@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 from rtkit import kinds, of_type, output
 
-from dtf_sb import NonRetriableError, OrchestrationContext, OrchestrationStatus, RetryOptions, TaskFailedError
+from dtf_sb import (
+    EventTimeoutError,
+    NonRetriableError,
+    OrchestrationContext,
+    OrchestrationStatus,
+    RetryOptions,
+    TaskFailedError,
+)
 from dtf_sb.core.history import (
     TaskCompletedEvent,
     TaskFailedEvent,
@@ -113,6 +120,33 @@ async def test_when_any_activity_wins_over_a_long_timer(start_worker, client) ->
     assert len(of_type(history, TimerCreatedEvent)) == 1
     assert of_type(history, TimerFiredEvent) == []
     assert kinds(history)[-2:] == ["EXECUTION_COMPLETED", "ORCHESTRATOR_COMPLETED"]
+
+
+# -- waiting for an event with a timeout ----------------------------------------------------------
+async def approval_with_deadline(ctx: OrchestrationContext, seconds: float) -> str:
+    try:
+        answer = await ctx.wait_for_external_event("Answer", timeout=timedelta(seconds=seconds))
+    except EventTimeoutError:
+        return "no answer"
+    return f"answer {answer}"
+
+
+@pytest.mark.parametrize(
+    ("deadline", "answer", "expected"), [(0.5, False, "no answer"), (60, True, "answer 42")]
+)
+async def test_wait_for_event_with_timeout(start_worker, client, deadline, answer, expected) -> None:
+    await start_worker([approval_with_deadline])
+    iid = await client.schedule_new_orchestration(approval_with_deadline, input=deadline)
+    if answer:
+        await client.raise_orchestration_event(iid, "Answer", data=42)
+
+    state = await client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
+
+    assert state.status == OrchestrationStatus.COMPLETED
+    assert output(state) == expected
+    history = await client.get_orchestration_history(iid)
+    assert len(of_type(history, TimerCreatedEvent)) == 1
+    assert len(of_type(history, TimerFiredEvent)) == (0 if answer else 1)
 
 
 # -- retries --------------------------------------------------------------------------------------
