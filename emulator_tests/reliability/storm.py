@@ -226,10 +226,15 @@ class WorkerFleet:
     def start(self) -> None:
         self._task = asyncio.create_task(self._supervise(), name="worker-fleet")
 
-    def kill_all(self) -> None:
-        """SIGKILL every live worker; the supervisor replaces them (not counted as injected kills)."""
+    async def kill_all(self) -> None:
+        """SIGKILL every live worker after asking each for its stacks (into the workers' log); the
+        supervisor replaces them. These are not counted as injected kills."""
         self.stall_restarts += 1
-        for slot in self._slots:
+        live = [s for s in self._slots if s.process is not None and s.process.poll() is None]
+        for slot in live:
+            slot.process.send_signal(signal.SIGUSR1)
+        await asyncio.sleep(1.0)
+        for slot in live:
             if slot.process is not None and slot.process.poll() is None:
                 slot.watchdog = True
                 slot.process.kill()
@@ -382,8 +387,12 @@ async def run_storm(
                 if len(finished) < len(inputs) and time.monotonic() - last_progress > stall_timeout:
                     # A liveness probe's answer to a worker that holds work without progressing.
                     if progress is not None:
-                        progress(f"no instance finished for {stall_timeout:.0f} s: killing every worker")
-                    fleet.kill_all()
+                        stuck = [i for i in inputs if i not in finished][:5]
+                        progress(
+                            f"no instance finished for {stall_timeout:.0f} s (open: {', '.join(stuck)}): "
+                            "killing every worker"
+                        )
+                    await fleet.kill_all()
                     last_progress = time.monotonic()
 
             last_note = 0.0

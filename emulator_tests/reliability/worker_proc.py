@@ -53,6 +53,17 @@ def worker_options_from(config: dict[str, Any]) -> WorkerOptions:
     )
 
 
+def dump_tasks() -> None:
+    """Print every asyncio task and where it waits: a supervisor that finds this worker stuck asks for
+    this before killing it, so the log says what was stuck."""
+    tasks = asyncio.all_tasks()
+    print(f"--- {len(tasks)} tasks of worker process {os.getpid()} ---", flush=True)
+    for task in tasks:
+        frames = task.get_stack()
+        where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(frames))
+        print(f"task {task.get_name()}: {where}", flush=True)
+
+
 async def serve(config: dict[str, Any]) -> None:
     worker = TaskHubWorker(
         hub_options_from(config),
@@ -65,7 +76,9 @@ async def serve(config: dict[str, Any]) -> None:
     for activity in ACTIVITIES:
         worker.add_activity(activity)
     stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
     async with worker:
         await stop.wait()
 
