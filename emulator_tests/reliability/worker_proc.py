@@ -59,9 +59,16 @@ def dump_tasks() -> None:
     tasks = asyncio.all_tasks()
     print(f"--- {len(tasks)} tasks of worker process {os.getpid()} ---", flush=True)
     for task in tasks:
-        frames = task.get_stack()
-        where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(frames))
-        print(f"task {task.get_name()}: {where}", flush=True)
+        where: list[str] = []
+        awaited: Any = task.get_coro()
+        while awaited is not None:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is not None:
+                where.append(
+                    f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_code.co_name}:{frame.f_lineno}"
+                )
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+        print(f"task {task.get_name()}: {' -> '.join(where)}", flush=True)
 
 
 async def serve(config: dict[str, Any]) -> None:
