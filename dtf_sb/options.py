@@ -129,7 +129,12 @@ class WorkerOptions:
     activity_thread_pool_size: int = 10
     """Threads for synchronous activity functions; async activities run on the event loop."""
     extended_session_idle_seconds: float = 0.0
-    """After an episode, keep the session locked this long waiting for more messages (0 = off)."""
+    """After an episode, keep the session locked this long waiting for more messages (0 = off).
+
+    While held, the orchestrator stays alive in memory and resumes without replaying its history:
+    O(1) per step instead of O(history). The trade-off is DTF's own: code changed while an instance is
+    held is not re-checked against history until the next replay (a restart or a released session),
+    so non-determinism is detected later. Off by default for that reason."""
     stop_timeout: float = 30.0
     """Bound on how long a graceful stop waits for in-flight episodes and activities."""
     fault_injector: FaultInjector | None = None
