@@ -93,9 +93,15 @@ class SenderPool:
                 await client.close()
 
 
+# The SDK waits for a send's outcome without limit by default; a send whose outcome never arrives
+# (a half-dead link) would then hold its episode, session and slot forever. Bounded, the send fails,
+# the episode is abandoned and redone, and the sender is rebuilt.
+SEND_TIMEOUT = 30.0
+
+
 async def _send_batched(sender: Any, messages: list[Any]) -> None:
     if len(messages) == 1:
-        await sender.send_messages(messages[0])
+        await sender.send_messages(messages[0], timeout=SEND_TIMEOUT)
         return
     batch = await sender.create_message_batch()
     for message in messages:
@@ -104,8 +110,8 @@ async def _send_batched(sender: Any, messages: list[Any]) -> None:
         except MessageSizeExceededError:
             if len(batch) == 0:
                 raise
-            await sender.send_messages(batch)
+            await sender.send_messages(batch, timeout=SEND_TIMEOUT)
             batch = await sender.create_message_batch()
             batch.add_message(message)
     if len(batch):
-        await sender.send_messages(batch)
+        await sender.send_messages(batch, timeout=SEND_TIMEOUT)
