@@ -53,12 +53,13 @@ async def test_a_kill_storm_at_every_commit_step_loses_and_duplicates_nothing(
         emulator,
         workdir=workdir,
         kill_budget=120,
-        plan=rotating_points(0.25, seed=5),
-        workers=3,
+        plan=rotating_points(0.4, seed=5),
+        workers=4,
         wave=12,
         min_instances=30,
         max_delivery_count=100,
         drain_timeout=400,
+        forked=True,
     )
     _show(report)
     assert report.kills >= 120
