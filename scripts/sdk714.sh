@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the Service Bus conformance suite under azure-servicebus 7.14.x, whose settlement style
-# (pre-settled dispositions) differs on the wire from 7.15's.
+# Runs the Service Bus conformance suite under azure-servicebus 7.14.2, the last release that sends
+# peek-lock settlements pre-settled (7.14.3 and 7.15 send them unsettled and wait for the broker's echo),
+# so the emulator is held to both wire styles.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv-sdk714/bin/python ]; then
@@ -8,9 +9,10 @@ if [ ! -x .venv-sdk714/bin/python ]; then
   .venv-sdk714/bin/python -m pip install -q --upgrade pip
 fi
 stamp=.venv-sdk714/.dtf-sb-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+SDK_PIN='azure-servicebus==7.14.2'
+want=$( (cat pyproject.toml; echo "$SDK_PIN") | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  .venv-sdk714/bin/python -m pip install -q -e '.[test]' 'azure-servicebus>=7.14,<7.15'
+  .venv-sdk714/bin/python -m pip install -q -e '.[test]' "$SDK_PIN"
   echo "$want" > "$stamp"
 fi
 .venv-sdk714/bin/python -c 'import azure.servicebus as s; print("conformance suite under azure-servicebus", s.__version__)'
