@@ -34,6 +34,7 @@ class SenderPool:
         self._client: Any = None
         self._senders: dict[str, Any] = {}
         self._lock = asyncio.Lock()
+        self._send_locks: dict[str, asyncio.Lock] = {}
 
     async def _sender(self, queue: str) -> Any:
         async with self._lock:
@@ -74,9 +75,13 @@ class SenderPool:
             await self.send_built(queue, built)
 
     async def send_built(self, queue: str, built: list[Any]) -> None:
+        # One send at a time per sender: concurrent sends on one SDK link can lose their
+        # acknowledgement and hang (the SDK matches dispositions loosely), so they are serialised.
+        lock = self._send_locks.setdefault(queue, asyncio.Lock())
         try:
-            sender = await self._sender(queue)
-            await _send_batched(sender, built)
+            async with lock:
+                sender = await self._sender(queue)
+                await _send_batched(sender, built)
         except Exception:
             await self._discard(queue)
             raise

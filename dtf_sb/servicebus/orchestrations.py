@@ -65,7 +65,8 @@ class _SessionIO:
         await self._receiver.session.set_state(data)
 
     async def complete(self) -> None:
-        await asyncio.gather(*(self._receiver.complete_message(m) for m in self._messages))
+        for message in self._messages:
+            await self._receiver.complete_message(message)
 
 
 class OrchestrationDispatcher(SessionDispatcher):

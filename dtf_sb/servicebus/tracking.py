@@ -14,7 +14,6 @@ the content of the first attempt and the same deterministic message id.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any, Protocol
 
@@ -40,7 +39,8 @@ __all__ = [
 ]
 
 TRACKING_FORMAT_VERSION = 1
-_GAP_RETRY_DELAY = 0.5
+_GAP_POLL = 0.5
+_GAP_PATIENCE = 10.0
 
 
 class TrackingStore(Protocol):
@@ -115,19 +115,45 @@ class TrackingDispatcher(SessionDispatcher):
         self._faults = faults
 
     async def process_session(self, receiver: Any) -> None:
+        """Apply the session's records in history order, holding back any that arrive early.
+
+        Records normally arrive in the order they were sent, but one can overtake another (the earlier
+        one was still held by a receiver that was letting the session go). An early record is kept
+        locked, not given back, while this worker holds the session: the missing one can only come to
+        the session's holder, so it is received here and both are applied in index order. Only if it
+        does not show up within ``_GAP_PATIENCE`` are the held records released for redelivery.
+        """
         session_id = receiver.session.session_id
+        held: list[tuple[Any, TrackingRecord]] = []
+        waited = 0.0
         async with renew_session_lock_while(
             receiver, self._options.lock_duration, what=f"tracking {session_id}"
         ):
             while True:
+                wait = _GAP_POLL if held else 0.05
                 messages = await receiver.receive_messages(
-                    max_message_count=self._options.prefetch_count, max_wait_time=0.05
+                    max_message_count=self._options.prefetch_count, max_wait_time=wait
                 )
-                if not messages:
+                if messages:
+                    held.extend(await self._decode_all(receiver, messages))
+                elif not held:
                     return
-                await self._apply_batch(receiver, messages)
+                else:
+                    waited += wait
+                    if waited >= _GAP_PATIENCE:
+                        self._log.warning(
+                            "tracking of %s is missing earlier records; releasing %d record(s) for redelivery",
+                            session_id,
+                            len(held),
+                        )
+                        for message, _ in held:
+                            await receiver.abandon_message(message)
+                        return
+                progressed, held = await self._apply(receiver, held)
+                if progressed:
+                    waited = 0.0
 
-    async def _apply_batch(self, receiver: Any, messages: list[Any]) -> None:
+    async def _decode_all(self, receiver: Any, messages: list[Any]) -> list[tuple[Any, TrackingRecord]]:
         records: list[tuple[Any, TrackingRecord]] = []
         for message in messages:
             try:
@@ -139,8 +165,20 @@ class TrackingDispatcher(SessionDispatcher):
                 )
                 continue
             records.append((message, record))
-        done: list[Any] = []
-        for message, record in records:
+        return records
+
+    async def _apply(
+        self, receiver: Any, records: list[tuple[Any, TrackingRecord]]
+    ) -> tuple[bool, list[tuple[Any, TrackingRecord]]]:
+        """Apply records in history order; returns whether any was applied, and those still waiting."""
+        ordered = sorted(records, key=lambda item: (item[1].execution_id, item[1].first_event_index))
+        blocked: set[str] = set()
+        waiting: list[tuple[Any, TrackingRecord]] = []
+        applied = 0
+        for message, record in ordered:
+            if record.execution_id in blocked:
+                waiting.append((message, record))
+                continue
             try:
                 if record.events:
                     lines = [encode_event(e) for e in record.events]
@@ -148,16 +186,10 @@ class TrackingDispatcher(SessionDispatcher):
                         record.instance_id, record.execution_id, record.first_event_index, lines
                     )
             except HistoryGapError as exc:
-                # An earlier record of this instance is not here yet (still locked by a receiver
-                # that is letting it go, or redelivered later): apply what came before it, give the
-                # rest back and let the session's order sort itself out on the next delivery.
-                self._log.warning("%s; retrying the tracking batch later", exc)
-                for applied in done:
-                    await receiver.complete_message(applied)
-                for pending, _ in records[len(done) :]:
-                    await receiver.abandon_message(pending)
-                await asyncio.sleep(_GAP_RETRY_DELAY)
-                return
+                self._log.debug("holding tracking record back: %s", exc)
+                blocked.add(record.execution_id)
+                waiting.append((message, record))
+                continue
             self._faults(
                 "tracking.after_history", instance_id=record.instance_id, message_id=message.message_id
             )
@@ -165,7 +197,8 @@ class TrackingDispatcher(SessionDispatcher):
             self._faults(
                 "tracking.after_state", instance_id=record.instance_id, message_id=message.message_id
             )
-            done.append(message)
-        for message, _ in records:
             await receiver.complete_message(message)
-        self._log.debug("tracked %d record(s) for %s", len(records), receiver.session.session_id)
+            applied += 1
+        if applied:
+            self._log.debug("tracked %d record(s) for %s", applied, receiver.session.session_id)
+        return applied > 0, waiting
