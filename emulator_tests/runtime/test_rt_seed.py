@@ -10,8 +10,10 @@ that, framed per episode by OrchestratorStarted/OrchestratorCompleted.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
+import pytest
 from rtkit import Recorder, kinds, of_type, output
 
 from dtf_sb import OrchestrationContext, OrchestrationStatus
@@ -20,7 +22,18 @@ from dtf_sb.core.history import OrchestratorStartedEvent, TaskCompletedEvent, Ta
 TIMEOUT = 30
 
 
-async def test_two_activities_take_three_episodes(start_worker, client) -> None:
+@pytest.mark.parametrize(
+    ("idle", "expected_log"),
+    [
+        (0.0, ["started replaying=False", "started replaying=True", "started replaying=True", "finished"]),
+        # Extended sessions keep the coroutine alive between episodes: one invocation, same history.
+        (10.0, ["started replaying=False", "finished"]),
+    ],
+    ids=["replay", "extended-session"],
+)
+async def test_two_activities_take_three_episodes(
+    start_worker, client, worker_options, idle, expected_log
+) -> None:
     recorder = Recorder()
     log: list[str] = []
     second_result_applied = asyncio.Event()
@@ -54,6 +67,7 @@ async def test_two_activities_take_three_episodes(start_worker, client) -> None:
         [test_orchestration],
         [activity_one, activity_two],
         orchestration_middleware=[recorder.middleware("episodes"), watch],
+        worker_options=replace(worker_options, extended_session_idle_seconds=idle),
     )
     iid = await client.schedule_new_orchestration(test_orchestration)
     try:
@@ -63,8 +77,8 @@ async def test_two_activities_take_three_episodes(start_worker, client) -> None:
 
     assert state.status == OrchestrationStatus.COMPLETED
     assert output(state) == [True, True]
-    # Three invocations of the code; only the last gets past both awaits.
-    assert log == ["started replaying=False", "started replaying=True", "started replaying=True", "finished"]
+    # Without extended sessions: three invocations of the code; only the last gets past both awaits.
+    assert log == expected_log
     episodes = recorder.episodes("episodes", iid)
     assert len(episodes) == 3
     assert "EXECUTION_STARTED" in episodes[0].new_event_kinds

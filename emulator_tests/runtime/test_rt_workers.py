@@ -20,7 +20,7 @@ CHANGED = "Was a change made to the orchestrator code after this instance had al
 
 
 # -- non-determinism ------------------------------------------------------------------------------
-async def test_code_changed_between_episodes_fails_the_instance(start_worker, client) -> None:
+async def test_code_changed_between_episodes_fails_the_instance(start_worker, client, worker_options) -> None:
     code = {"version": 1}
 
     async def step_a(_: Any) -> str:
@@ -34,7 +34,10 @@ async def test_code_changed_between_episodes_fails_the_instance(start_worker, cl
         await ctx.wait_for_external_event("Continue")
         return first
 
-    await start_worker([evolving], [step_a, step_b])
+    # Replay is what detects the change, so no extended session may keep the old coroutine alive.
+    await start_worker(
+        [evolving], [step_a, step_b], worker_options=replace(worker_options, extended_session_idle_seconds=0)
+    )
     iid = await client.schedule_new_orchestration(evolving)
     await history_when(
         client, iid, lambda h: bool(of_type(h, TaskCompletedEvent)), what="the first activity result"
@@ -53,7 +56,7 @@ async def test_code_changed_between_episodes_fails_the_instance(start_worker, cl
     assert CHANGED in (state.output or "")
 
 
-async def test_timer_scheduled_only_outside_replay_is_detected(start_worker, client) -> None:
+async def test_timer_scheduled_only_outside_replay_is_detected(start_worker, client, worker_options) -> None:
     async def work(_: Any) -> str:
         return "done"
 
@@ -62,7 +65,9 @@ async def test_timer_scheduled_only_outside_replay_is_detected(start_worker, cli
             await ctx.create_timer(0.2)
         return await ctx.call_activity(work)
 
-    await start_worker([sneaky], [work])
+    await start_worker(
+        [sneaky], [work], worker_options=replace(worker_options, extended_session_idle_seconds=0)
+    )
     iid = await client.schedule_new_orchestration(sneaky)
 
     state = await client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
