@@ -113,9 +113,9 @@ class WorkerOptions:
     max_concurrent_orchestrations: int = 100
     max_concurrent_activities: int = 10
     max_concurrent_tracking_sessions: int = 20
-    orchestration_accept_concurrency: int = 4
+    orchestration_accept_concurrency: int = 2
     """Sessions of the orchestrator queue being accepted at once (each waiting accept holds a connection)."""
-    tracking_accept_concurrency: int = 2
+    tracking_accept_concurrency: int = 1
     receive_timeout: float = 5.0
     """Seconds a dispatcher waits for a session or message before polling again (and noticing stop)."""
     transient_backoff: float = 1.0

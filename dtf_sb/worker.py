@@ -71,7 +71,7 @@ class TaskHubWorker:
         self._activities: ActivityDispatcher | None = None
         self._tracking: TrackingDispatcher | None = None
         self._jump_start: JumpStartManager | None = None
-        self._jump_start_senders: SenderPool | None = None
+        self._senders: SenderPool | None = None
         self._started = False
 
     def __repr__(self) -> str:
@@ -117,6 +117,10 @@ class TaskHubWorker:
         envelope = MessageEnvelope(options, store.payloads)
         faults = FaultPoints(worker_options.fault_injector, env_fault_injector())
         executor = OrchestrationExecutor(self.registry)
+        # One sender per queue for the whole worker: every open sender is a connection, and some
+        # namespaces (Microsoft's emulator: 10) allow few of them.
+        senders = SenderPool(self._connection, envelope)
+        self._senders = senders
         self._orchestrations = OrchestrationDispatcher(
             options=options,
             worker_options=worker_options,
@@ -126,6 +130,7 @@ class TaskHubWorker:
             executor=executor,
             middlewares=tuple(self._orchestration_middleware),
             faults=faults,
+            senders=senders,
         )
         self._activities = ActivityDispatcher(
             options=options,
@@ -135,6 +140,7 @@ class TaskHubWorker:
             registry=self.registry,
             middlewares=tuple(self._activity_middleware),
             faults=faults,
+            senders=senders,
         )
         self._tracking = TrackingDispatcher(
             options=options,
@@ -144,8 +150,7 @@ class TaskHubWorker:
             store=store,
             faults=faults,
         )
-        self._jump_start_senders = SenderPool(self._connection, envelope)
-        self._jump_start = JumpStartManager(options, store, self._jump_start_senders)
+        self._jump_start = JumpStartManager(options, store, senders)
         self._orchestrations.start()
         self._activities.start()
         self._tracking.start()
@@ -171,8 +176,8 @@ class TaskHubWorker:
             if d is not None
         ]
         await asyncio.gather(*stops, return_exceptions=True)
-        if self._jump_start_senders is not None:
-            await self._jump_start_senders.close()
+        if self._senders is not None:
+            await self._senders.close()
         if self._store is not None:
             await self._store.close()
         self._started = False

@@ -59,6 +59,7 @@ class ActivityDispatcher:
         registry: Registry,
         middlewares: Sequence[DispatchMiddleware],
         faults: FaultPoints,
+        senders: SenderPool | None = None,
     ) -> None:
         self._options = options
         self._worker_options = worker_options
@@ -67,7 +68,8 @@ class ActivityDispatcher:
         self._registry = registry
         self._middlewares = middlewares
         self._faults = faults
-        self._senders = SenderPool(connection, envelope)
+        self._owns_senders = senders is None
+        self._senders = senders if senders is not None else SenderPool(connection, envelope)
         self._slots = asyncio.Semaphore(worker_options.max_concurrent_activities)
         self._backoff = Backoff(worker_options.transient_backoff, worker_options.max_backoff)
         self._stopping = asyncio.Event()
@@ -110,7 +112,8 @@ class ActivityDispatcher:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._fetch_task
             self._fetch_task = None
-        await self._senders.close()
+        if self._owns_senders:
+            await self._senders.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- fetching ------------------------------------------------------------------------------------

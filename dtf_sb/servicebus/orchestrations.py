@@ -81,6 +81,7 @@ class OrchestrationDispatcher(SessionDispatcher):
         executor: OrchestrationExecutor,
         middlewares: Sequence[DispatchMiddleware],
         faults: FaultPoints,
+        senders: SenderPool | None = None,
     ) -> None:
         super().__init__(
             name="orchestration-dispatcher",
@@ -101,7 +102,8 @@ class OrchestrationDispatcher(SessionDispatcher):
         self._executor = executor
         self._middlewares = middlewares
         self._faults = faults
-        self._senders = SenderPool(connection, envelope)
+        self._owns_senders = senders is None
+        self._senders = senders if senders is not None else SenderPool(connection, envelope)
         self._confirmed = ConfirmedTracking()
         self._background: set[asyncio.Task[None]] = set()
         self._decider = EpisodeDecider(
@@ -116,7 +118,8 @@ class OrchestrationDispatcher(SessionDispatcher):
 
     async def stop(self, *, graceful: bool, timeout: float) -> None:
         await super().stop(graceful=graceful, timeout=timeout)
-        await self._senders.close()
+        if self._owns_senders:
+            await self._senders.close()
 
     async def process_session(self, receiver: Any) -> None:
         session_id = str(receiver.session.session_id)
