@@ -9,8 +9,10 @@ a finished instance is not started again.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+import pytest
 from rtkit import history_when, of_type, output, send_raw_events, unchanged_for
 
 from dtf_sb import OrchestrationContext, OrchestrationStatus
@@ -46,8 +48,14 @@ def _ready_for_duplicates(history: list[HistoryEvent]) -> bool:
     )
 
 
-async def test_duplicates_with_new_message_ids_change_nothing(start_worker, client, hub) -> None:
-    await start_worker([duplicate_target], [echo])
+@pytest.mark.parametrize("idle", [0.0, 10.0], ids=["replay", "extended-session"])
+async def test_duplicates_with_new_message_ids_change_nothing(
+    start_worker, client, hub, worker_options, idle
+) -> None:
+    # With an extended session the copies meet the live orchestrator instead of a reloaded state.
+    await start_worker(
+        [duplicate_target], [echo], worker_options=replace(worker_options, extended_session_idle_seconds=idle)
+    )
     iid = await client.schedule_new_orchestration(duplicate_target)
     await client.raise_orchestration_event(iid, "Data", data=7)
     history = await history_when(client, iid, _ready_for_duplicates, what="every event once")
