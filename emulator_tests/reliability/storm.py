@@ -316,6 +316,21 @@ class StormReport:
         return out
 
 
+def _broker_picture(emulator: EmulatorThread, hub: HubConnection) -> list[str]:
+    """Every message still on the hub's queues, with its lock and schedule, for a stall report."""
+    now = time.time()
+    lines: list[str] = []
+    for queue in (hub.options.orchestrator_queue, hub.options.worker_queue, hub.options.tracking_queue):
+        for m in emulator.broker_call("peek", queue, 1, 200):
+            locked = f"locked {m.locked_until - now:+.0f} s" if m.locked_until else "unlocked"
+            due = f" due {m.scheduled_enqueue_time - now:+.0f} s" if m.scheduled_enqueue_time else ""
+            lines.append(
+                f"  {queue} session={m.session_id} id={m.message_id} state={m.state.name} "
+                f"deliveries={m.delivery_count} {locked}{due}"
+            )
+    return lines
+
+
 async def _status(client: Any, instance_id: str) -> OrchestrationStatus | None:
     state = await client.get_orchestration_state(instance_id)
     return state.status if state is not None else None
@@ -392,6 +407,8 @@ async def run_storm(
                             f"no instance finished for {stall_timeout:.0f} s (open: {', '.join(stuck)}): "
                             "killing every worker"
                         )
+                        for line in await asyncio.to_thread(_broker_picture, emulator, hub):
+                            progress(line)
                     await fleet.kill_all()
                     last_progress = time.monotonic()
 
