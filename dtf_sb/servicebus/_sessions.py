@@ -55,6 +55,7 @@ class SessionDispatcher:
         self._fetch_tasks: list[asyncio.Task[None]] = []
         self._inflight: set[asyncio.Task[None]] = set()
         self._paused_until = 0.0
+        self._accepting: set[asyncio.Future[Any]] = set()
 
     async def process_session(self, receiver: Any) -> None:
         raise TypeError(f"{type(self).__name__} must implement process_session")
@@ -65,55 +66,62 @@ class SessionDispatcher:
 
     def start(self) -> None:
         if not self._fetch_tasks:
-            self._start_fetching()
-
-    def _start_fetching(self) -> None:
-        # Each pending accept is one connection waiting at the broker; several of them let a burst of
-        # instances (a fan-out of sub-orchestrations) be accepted in parallel, not one after another.
-        self._fetch_tasks = [
-            asyncio.create_task(self._fetch_loop(), name=f"{self.name}-fetch-{i}")
-            for i in range(self._accept_concurrency)
-        ]
+            # Each pending accept is one connection waiting at the broker; several of them let a burst
+            # of instances (a fan-out of sub-orchestrations) be accepted in parallel.
+            self._fetch_tasks = [
+                asyncio.create_task(self._fetch_loop(), name=f"{self.name}-fetch-{i}")
+                for i in range(self._accept_concurrency)
+            ]
 
     def pause(self, seconds: float) -> None:
-        """Stop accepting sessions for ``seconds``, withdrawing a pending accept at once.
+        """Stop accepting sessions for ``seconds``, withdrawing pending accepts at once.
 
         Used when this worker cannot process what it got (an orchestrator it does not have): the
         session it releases must go to another worker, not straight back to this one's pending accept.
+        Sessions in progress are not affected.
         """
         loop = asyncio.get_running_loop()
         self._paused_until = max(self._paused_until, loop.time() + seconds)
-        if self._fetch_tasks and not self._stopping.is_set():
-            for task in self._fetch_tasks:
-                task.cancel()
-            self._start_fetching()
+        self._withdraw_accepts()
+
+    def _withdraw_accepts(self) -> None:
+        for task in list(self._accepting):
+            task.cancel()
 
     async def stop(self, *, graceful: bool, timeout: float) -> None:
-        """Stop accepting; let in-flight sessions finish (bounded) when graceful, then cancel the rest."""
+        """Stop accepting; let in-flight sessions finish (bounded) when graceful, then cancel the rest.
+
+        The clients the sessions were accepted on stay open until those sessions are done: closing a
+        client closes every receiver it made.
+        """
         self._stopping.set()
-        for task in self._fetch_tasks:
-            task.cancel()
-        for task in self._fetch_tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._fetch_tasks = []
+        self._withdraw_accepts()
         if graceful and self._inflight:
             await asyncio.wait(set(self._inflight), timeout=timeout)
         for task in list(self._inflight):
             task.cancel()
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=10.0)
+        if self._fetch_tasks:
+            await asyncio.wait(self._fetch_tasks, timeout=10.0)
+        for task in self._fetch_tasks:
+            task.cancel()
+        for task in self._fetch_tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._fetch_tasks = []
 
     async def _fetch_loop(self) -> None:
         while not self._stopping.is_set():
-            delay = self._paused_until - asyncio.get_running_loop().time()
-            if delay > 0:
-                await self._sleep(delay)
-                continue
             client = self._connection.client(retry_total=1)
+            owned: set[asyncio.Task[None]] = set()
             try:
                 async with client:
-                    await self._accept_loop(client)
+                    try:
+                        await self._accept_loop(client, owned)
+                    finally:
+                        if owned:
+                            await asyncio.wait(set(owned))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -127,8 +135,13 @@ class SessionDispatcher:
                 )
                 await self._sleep(delay)
 
-    async def _accept_loop(self, client: Any) -> None:
+    async def _accept_loop(self, client: Any, owned: set[asyncio.Task[None]]) -> None:
+        loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
+            delay = self._paused_until - loop.time()
+            if delay > 0:
+                await self._sleep(delay)
+                continue
             await self._slots.acquire()
             receiver = None
             try:
@@ -143,12 +156,20 @@ class SessionDispatcher:
                         socket_timeout=SOCKET_TIMEOUT,
                     )
                 )
-                await receiver.__aenter__()
+                accept = asyncio.ensure_future(receiver.__aenter__())
+                self._accepting.add(accept)
+                try:
+                    await accept
+                finally:
+                    self._accepting.discard(accept)
             except asyncio.CancelledError:
                 self._slots.release()
                 if receiver is not None:
                     await _close_quietly(receiver)
-                raise
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+                continue  # only the accept was withdrawn (pause or stop)
             except Exception as exc:
                 self._slots.release()
                 if receiver is not None:
@@ -170,7 +191,9 @@ class SessionDispatcher:
             self._backoff.reset()
             task = asyncio.create_task(self._run(receiver), name=f"{self.name}-session")
             self._inflight.add(task)
+            owned.add(task)
             task.add_done_callback(self._inflight.discard)
+            task.add_done_callback(owned.discard)
 
     async def _run(self, receiver: Any) -> None:
         try:
