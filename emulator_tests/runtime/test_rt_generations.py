@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rtkit import of_type, output, status_when
+from rtkit import kinds, of_type, output, status_when
 
 from dtf_sb import OrchestrationContext, OrchestrationStatus, SubOrchestrationFailedError
 from dtf_sb.core.codec import decode_payload
@@ -53,7 +53,8 @@ async def test_generations_keep_instance_id_and_tags(start_worker, client) -> No
     # The first generation's own history ends with ContinueAsNew carrying the next input.
     first = await client.get_orchestration_history(iid, execution_id=first_execution)
     continued = of_type(first, ContinueAsNewEvent)
-    assert len(continued) == 1
+    assert len(continued) == 1, f"first execution's history: {kinds(first)}"
+
     assert decode_payload(continued[0].result) == 1
     first_state = await client.get_orchestration_state(iid, execution_id=first_execution)
     assert first_state is not None
