@@ -401,14 +401,15 @@ async def run_storm(
                         last_progress = time.monotonic()
                 if len(finished) < len(inputs) and time.monotonic() - last_progress > stall_timeout:
                     # A liveness probe's answer to a worker that holds work without progressing.
-                    if progress is not None:
-                        stuck = [i for i in inputs if i not in finished][:5]
-                        progress(
-                            f"no instance finished for {stall_timeout:.0f} s (open: {', '.join(stuck)}): "
-                            "killing every worker"
-                        )
-                        for line in await asyncio.to_thread(_broker_picture, emulator, hub):
-                            progress(line)
+                    # Always told (to the test's output when no progress callback is given).
+                    say = progress or print
+                    stuck = [i for i in inputs if i not in finished][:5]
+                    say(
+                        f"no instance finished for {stall_timeout:.0f} s (open: {', '.join(stuck)}): "
+                        "killing every worker"
+                    )
+                    for line in await asyncio.to_thread(_broker_picture, emulator, hub):
+                        say(line)
                     await fleet.kill_all()
                     last_progress = time.monotonic()
 
