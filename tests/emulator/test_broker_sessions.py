@@ -76,13 +76,6 @@ def test_messages_are_fifo_per_session_and_only_for_the_holder(broker: Broker) -
     assert bodies(broker, "s", "w1") == [b"1"]  # back at the head of its session
 
 
-def test_session_ids_are_case_sensitive(broker: Broker) -> None:
-    broker.send(Q, [msg("Abc", b"upper"), msg("abc", b"lower")])
-    broker.accept_session(Q, "abc", "w1")
-    assert bodies(broker, "abc", "w1") == [b"lower"]
-    assert broker.accept_session(Q, None, "w2") == SessionLock("Abc", START + 30.0)
-
-
 def test_named_session_can_be_locked_without_messages(broker: Broker) -> None:
     assert broker.accept_session(Q, "empty", "w1") == SessionLock("empty", START + 30.0)
     assert bodies(broker, "empty", "w1") == []
@@ -286,3 +279,17 @@ def test_entity_refs_tell_the_server_how_to_attach(broker: Broker) -> None:
     assert main.sendable and main.receivable
     dead = broker.resolve(f"{Q}/$DeadLetterQueue")
     assert (dead.requires_session, dead.sendable, dead.receivable) == (False, False, True)
+
+
+def test_session_ids_are_case_insensitive(broker: Broker) -> None:
+    """Service Bus treats "AbC" and "abc" as one session: one lock, one FIFO, one state."""
+    broker.send(Q, [msg("AbC", b"first"), msg("abc", b"second")])
+    lock = broker.accept_session(Q, None, "owner-1")
+    assert lock is not None and lock.session_id == "AbC"
+    assert bodies(broker, "ABC", "owner-1") == [b"first", b"second"]
+    with pytest.raises(SessionCannotBeLocked):
+        broker.accept_session(Q, "abc", "owner-2")
+    broker.set_session_state(Q, "aBc", "owner-1", b"state")
+    assert broker.get_session_state(Q, "AbC", "owner-1") == b"state"
+    assert broker.list_sessions(Q) == ["AbC"]
+    assert [m.bare for m in broker.peek(Q, 1, 10, session_id="abc")] == [b"first", b"second"]

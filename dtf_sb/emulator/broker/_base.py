@@ -310,7 +310,7 @@ class BrokerBase:
             return None
         if session_id is None:
             raise InvalidOperation(f"{store.path} requires sessions: accept a session first")
-        record = store.sessions.get(session_id)
+        record = store.sessions.get(store.canonical_session_id(session_id))
         if record is None or not record.held_by(owner, now):
             raise SessionLockLost(f"The session lock for {session_id!r} on {store.path} is not held")
         return record

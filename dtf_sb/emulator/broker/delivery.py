@@ -51,7 +51,7 @@ class DeliveryMixin(BrokerBase):
         self._process_time()
         store = self._store(path)
         record = self._session_for(store, session_id, owner, now)
-        taken = store.take_available(session_id if record is not None else None, max(0, max_count))
+        taken = store.take_available(record.session_id if record is not None else None, max(0, max_count))
         out: list[BrokerMessage] = []
         for msg in taken:
             if mode == "receive_and_delete":
@@ -97,7 +97,7 @@ class DeliveryMixin(BrokerBase):
                 msg is None
                 or msg.state != MessageState.DEFERRED
                 or msg.lock_token is not None
-                or (record is not None and msg.session_id != session_id)
+                or (record is not None and msg.session_id != record.session_id)
             ):
                 raise MessageNotFound(f"No deferred message with sequence number {seq} in {store.path}")
             picked.append(msg)
@@ -118,6 +118,8 @@ class DeliveryMixin(BrokerBase):
         """Browse without locking, in sequence order, including locked, deferred and scheduled messages."""
         self._process_time()
         store = self._store(path)
+        if session_id is not None and store.settings.requires_session:
+            session_id = store.canonical_session_id(session_id)
         out: list[BrokerMessage] = []
         for msg in store.iter_from(from_seq):
             if len(out) >= max_count:

@@ -77,6 +77,10 @@ class MessageStore:
         self._available: dict[str | None, list[int]] = {}
         self._queued: set[int] = set()
         self.sessions: dict[str, SessionRecord] = {}
+        # Service Bus session ids are case-insensitive: "AbC" and "abc" are one session. Every id is
+        # mapped to the spelling its session was first seen with, so the structures keyed by session id
+        # stay plain dicts and the id a receiver is told is stable.
+        self._session_spelling: dict[str, str] = {}
         self._ready_sessions: list[tuple[int, str]] = []
         self._ready_set: set[str] = set()
         self._next_seq = 1
@@ -103,6 +107,7 @@ class MessageStore:
         else:
             bisect.insort(self._order, seq)
         if self.settings.requires_session and msg.session_id is not None:
+            msg.session_id = self.canonical_session_id(msg.session_id)
             record = self.session(msg.session_id)
             record.message_count += 1
             record.last_updated = now
@@ -206,13 +211,20 @@ class MessageStore:
 
     # ------------------------------------------------------------------------------------------- sessions
 
+    def canonical_session_id(self, session_id: str) -> str:
+        """The spelling under which the session of ``session_id`` (compared case-insensitively) is kept."""
+        return self._session_spelling.get(session_id.casefold(), session_id)
+
     def session(self, session_id: str) -> SessionRecord:
+        session_id = self.canonical_session_id(session_id)
         record = self.sessions.get(session_id)
         if record is None:
             record = self.sessions[session_id] = SessionRecord(session_id)
+            self._session_spelling[session_id.casefold()] = session_id
         return record
 
     def forget_if_disposable(self, session_id: str) -> None:
         record = self.sessions.get(session_id)
         if record is not None and record.disposable:
             del self.sessions[session_id]
+            self._session_spelling.pop(session_id.casefold(), None)

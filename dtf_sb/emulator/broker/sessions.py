@@ -39,6 +39,7 @@ class SessionMixin(BrokerBase):
             if session_id is None:
                 return None
         record = store.session(session_id)
+        session_id = record.session_id
         if record.is_locked and record.owner != owner:
             raise SessionCannotBeLocked(
                 f"The session {session_id!r} on {store.path} is locked by another receiver"
@@ -74,7 +75,7 @@ class SessionMixin(BrokerBase):
         now = self._now()
         self._process_time()
         store = self._session_store(path)
-        record = store.sessions.get(session_id)
+        record = store.sessions.get(store.canonical_session_id(session_id))
         if record is not None and record.owner is not None and record.owner == owner:
             self._lose_session(store, record, now)
 
