@@ -38,9 +38,9 @@ from dtf_sb.testing.runtime import DevEnvironment  # noqa: E402
 def _parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=1000, help="injected crashes to reach (default 1000)")
-    parser.add_argument("--workers", type=int, default=4, help="worker processes at once (default 4)")
+    parser.add_argument("--workers", type=int, default=6, help="worker processes at once (default 6)")
     parser.add_argument(
-        "--probability", type=float, default=0.3, help="chance of dying at the fault point per pass"
+        "--probability", type=float, default=0.5, help="chance of dying at the fault point per pass"
     )
     parser.add_argument("--wave", type=int, default=16, help="instances kept in flight (about)")
     parser.add_argument("--seed", type=int, default=1)
