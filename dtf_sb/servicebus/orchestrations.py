@@ -131,14 +131,34 @@ class OrchestrationDispatcher(SessionDispatcher):
         ):
             while not (self._stopping.is_set() and not first):
                 wait = 1.0 if first else max(_DRAIN_WAIT, idle)
-                messages = await receiver.receive_messages(
-                    max_message_count=self._options.prefetch_count, max_wait_time=wait
-                )
+                if first or wait <= _DRAIN_WAIT:
+                    messages = await receiver.receive_messages(
+                        max_message_count=self._options.prefetch_count, max_wait_time=wait
+                    )
+                else:
+                    messages = await self._receive_unless_stopping(receiver, wait)
                 first = False
                 if not messages:
                     return
                 if not await self._episode(receiver, session_id, messages, held):
                     return
+
+    async def _receive_unless_stopping(self, receiver: Any, wait: float) -> list[Any]:
+        """An idle wait of an extended session, cut short when the worker stops."""
+        receive = asyncio.ensure_future(
+            receiver.receive_messages(max_message_count=self._options.prefetch_count, max_wait_time=wait)
+        )
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({receive, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if receive.done():
+            return receive.result()
+        receive.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await receive
+        return []
 
     async def _episode(self, receiver: Any, session_id: str, messages: list[Any], held: HeldSession) -> bool:
         """Run one episode on the held session; returns whether to keep the session."""
