@@ -31,6 +31,7 @@ from dtf_sb.core import (
     when_all,
     when_any,
 )
+from dtf_sb.core.rewind import RewindError
 
 __all__ = [
     "ActivityContext",
@@ -48,6 +49,7 @@ __all__ = [
     "OrchestratorResult",
     "Registry",
     "RetryOptions",
+    "RewindError",
     "SubOrchestrationFailedError",
     "Task",
     "TaskFailedError",
@@ -63,14 +65,20 @@ if TYPE_CHECKING:
     from dtf_sb.options import JumpStartOptions as JumpStartOptions
     from dtf_sb.options import TaskHubOptions as TaskHubOptions
     from dtf_sb.options import WorkerOptions as WorkerOptions
+    from dtf_sb.servicebus.deadletters import DeadLetter as DeadLetter
+    from dtf_sb.servicebus.operations import OrchestrationQueryResult as OrchestrationQueryResult
+    from dtf_sb.servicebus.operations import PurgeResult as PurgeResult
     from dtf_sb.worker import TaskHubWorker as TaskHubWorker
 
 # The Service Bus runtime is loaded on first use: importing dtf_sb (or dtf_sb.core) must not pull in
 # the Azure SDKs, so the pure core stays importable and testable on its own.
 _RUNTIME_EXPORTS = {
+    "DeadLetter": "dtf_sb.servicebus.deadletters",
     "DispatchContext": "dtf_sb.middleware",
     "JumpStartOptions": "dtf_sb.options",
     "OrchestrationAlreadyExistsError": "dtf_sb.client",
+    "OrchestrationQueryResult": "dtf_sb.servicebus.operations",
+    "PurgeResult": "dtf_sb.servicebus.operations",
     "TaskHubClient": "dtf_sb.client",
     "TaskHubOptions": "dtf_sb.options",
     "TaskHubWorker": "dtf_sb.worker",
