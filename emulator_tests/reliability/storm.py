@@ -313,6 +313,9 @@ class StormReport:
         out += [f"worker died unexpectedly: {e}" for e in self.unexpected_exits]
         if self.missing_activity_runs:
             out.append(f"{self.missing_activity_runs} activities never ran")
+        if self.stall_restarts:
+            # Work only moved on after the fleet was killed: some worker held it without progressing.
+            out.append(f"workers stalled and were killed {self.stall_restarts} time(s)")
         return out
 
 
