@@ -35,6 +35,8 @@ async def test_wrong_key_is_an_authentication_error_without_the_key(
     azurite: Azurite, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # Another test may have raised the SDK's logger level (the CLI does); this test must see its records.
+    caplog.set_level(logging.DEBUG, logger="azure")
     connection_string = azurite.connection_string.replace(azurite.account_key, WRONG_KEY)
     client = create_blob_service_client(connection_string=connection_string, logging_enable=True)
     async with client:
@@ -54,6 +56,8 @@ async def test_wrong_key_on_instance_store_queries(
     azurite: Azurite, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # Another test may have raised the SDK's logger level (the CLI does); this test must see its records.
+    caplog.set_level(logging.DEBUG, logger="azure")
     connection_string = azurite.connection_string.replace(azurite.account_key, WRONG_KEY)
     async with create_blob_service_client(connection_string=connection_string) as client:
         with pytest.raises(StorageAuthenticationError) as info:
@@ -63,6 +67,8 @@ async def test_wrong_key_on_instance_store_queries(
 
 async def test_unreachable_endpoint_names_endpoint_only(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
+    # Another test may have raised the SDK's logger level (the CLI does); this test must see its records.
+    caplog.set_level(logging.DEBUG, logger="azure")
     connection_string = (
         f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={WRONG_KEY};"
         "BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;"
@@ -98,6 +104,8 @@ async def test_bad_sas_token_is_an_authentication_error_without_the_token(
     azurite: Azurite, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # Another test may have raised the SDK's logger level (the CLI does); this test must see its records.
+    caplog.set_level(logging.DEBUG, logger="azure")
     signature = "c2FzLXNpZ25hdHVyZS10aGF0LW11c3Qtbm90LWxlYWs%3D"
     sas = f"sv=2025-05-05&ss=b&srt=sco&sp=rwdlac&se=2099-01-01T00:00:00Z&spr=http&sig={signature}"
     connection_string = f"BlobEndpoint={azurite.blob_endpoint};SharedAccessSignature={sas}"
