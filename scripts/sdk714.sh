@@ -16,4 +16,4 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 .venv-sdk714/bin/python -c 'import azure.servicebus as s; print("conformance suite under azure-servicebus", s.__version__)'
-.venv-sdk714/bin/python -m pytest emulator_tests/servicebus
+.venv-sdk714/bin/python -m pytest -n "${DTF_SB_TEST_WORKERS:-4}" --dist loadfile emulator_tests/servicebus

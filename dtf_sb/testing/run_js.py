@@ -62,7 +62,7 @@ def run_script(
     summary = [m for line in proc.stdout.splitlines() if (m := _SUMMARY.match(line))]
     if summary:
         passed, failed = summary[-1].groups()
-        print(f"js conformance: {passed} passed, {failed} failed")
+        print(f"js-conformance: {passed} passed, {failed} failed")
     else:
         print(f"js conformance: no summary line from {script} (node exit code {proc.returncode})")
     return proc.returncode
