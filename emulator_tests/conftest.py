@@ -29,6 +29,19 @@ from typing import Any
 
 import pytest
 
+# Hub pools and the worker/client fixtures of the suites that run orchestrations (see hubpool.py).
+from hubpool import (  # noqa: F401
+    client,
+    dtf_sb_client,
+    dtf_sb_hub,
+    dtf_sb_worker,
+    dtf_sb_worker_options,
+    hub,
+    hub_pool,
+    start_worker,
+    worker_options,
+)
+
 BACKENDS = ("embedded", "container", "azure")
 CONNECTION_STRING_ENV = "DTF_SB_SERVICEBUS_CONNECTION_STRING"
 
