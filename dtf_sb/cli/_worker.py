@@ -1,6 +1,9 @@
 """`dtf-sb worker MODULE:ATTR`: run a worker defined in user code until SIGTERM/SIGINT.
 
-ATTR is a ``TaskHubWorker`` or a callable (sync or async, no arguments) that returns one. Containers get
+ATTR is a ``dtf_sb.Registry`` of orchestrators and activities (the worker is then built from the
+connection flags or DTF_SB_* variables, with azure-identity where no connection string is given: what a
+container deployment wants), a ``TaskHubWorker``, or a callable (sync or async, no arguments) that
+returns one. Containers get
 ``/health`` (the process serves) and ``/ready`` (the worker has started) over plain HTTP so that
 orchestrators such as Container Apps can probe it.
 """
@@ -18,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._settings import CliError
+from ._settings import CliError, add_connection_flags, connection_settings
 
 __all__ = ["HealthServer", "load_worker", "register"]
 
@@ -46,19 +49,40 @@ def _import_target(spec: str) -> Any:
     return obj
 
 
-async def load_worker(spec: str) -> Any:
+async def load_worker(spec: str, args: argparse.Namespace | None = None) -> Any:
+    from dtf_sb.core.registry import Registry
     from dtf_sb.worker import TaskHubWorker
 
     obj = _import_target(spec)
+    if isinstance(obj, Registry):
+        return _worker_from_registry(obj, args if args is not None else argparse.Namespace())
     if not isinstance(obj, TaskHubWorker) and callable(obj):
         obj = obj()
         if inspect.isawaitable(obj):
             obj = await obj
     if not isinstance(obj, TaskHubWorker):
         raise CliError(
-            f"{spec} is a {type(obj).__name__}, expected a TaskHubWorker or a function returning one"
+            f"{spec} is a {type(obj).__name__}, expected a dtf_sb.Registry, a TaskHubWorker or a function "
+            "returning one"
         )
     return obj
+
+
+def _worker_from_registry(registry: Any, args: argparse.Namespace) -> Any:
+    from dtf_sb.options import TaskHubOptions
+    from dtf_sb.worker import TaskHubWorker
+
+    settings = connection_settings(args)
+    try:
+        options = TaskHubOptions(hub_name=settings.hub)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    worker = TaskHubWorker(options, **settings.client_kwargs())
+    for name, version, fn in registry.orchestrators():
+        worker.add_orchestrator(fn, name=name, version=version)
+    for name, fn in registry.activities():
+        worker.add_activity(fn, name=name)
+    return worker
 
 
 class HealthServer:
@@ -102,7 +126,7 @@ class HealthServer:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    worker = await load_worker(args.target)
+    worker = await load_worker(args.target, args)
     health = HealthServer(args.health_host, args.health_port) if args.health_port else None
     if health:
         await health.start()
@@ -129,9 +153,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "worker",
         help="run a worker defined in your code",
-        description="Import MODULE:ATTR (a TaskHubWorker, or a function returning one) and run it until "
-        "SIGINT/SIGTERM, then stop gracefully.",
+        description="Import MODULE:ATTR (a dtf_sb.Registry, a TaskHubWorker, or a function returning one) "
+        "and run it until SIGINT/SIGTERM, then stop gracefully. A Registry is served by a worker built "
+        "from the connection flags or environment variables.",
     )
+    add_connection_flags(p)
     p.add_argument("target", metavar="MODULE:ATTR")
     p.add_argument("--health-port", type=int, default=None, help="serve GET /health and /ready on this port")
     p.add_argument("--health-host", default="0.0.0.0")

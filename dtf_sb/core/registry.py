@@ -71,6 +71,13 @@ class Registry:
             return fn
         return self._names.get(id(fn)) or function_name(fn)
 
+    def orchestrators(self) -> list[tuple[str, str | None, Orchestrator]]:
+        """Every registration as (name, version or None, function), to copy them into a worker."""
+        return [(name, version or None, fn) for (name, version), fn in self._orchestrators.items()]
+
+    def activities(self) -> list[tuple[str, Activity]]:
+        return list(self._activities.items())
+
     @property
     def orchestrator_names(self) -> list[str]:
         return sorted({name for name, _ in self._orchestrators})
