@@ -68,6 +68,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         max_concurrent_orchestrations=args.max_orchestrations,
         max_concurrent_activities=args.max_activities,
         extended_session_idle_seconds=args.extended_sessions,
+        orchestration_accept_concurrency=args.accept_concurrency,
+        tracking_accept_concurrency=max(1, args.accept_concurrency // 2),
     )
     env = DevEnvironment(
         hubs,
@@ -140,13 +142,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sequential", type=int, default=500, help="activities in (a); 0 skips it")
     parser.add_argument("--fan-out", type=int, default=1000, help="activities in (b); 0 skips it")
     parser.add_argument("--concurrent", type=int, default=500, help="orchestrations in (c); 0 skips it")
     parser.add_argument("--max-orchestrations", type=int, default=100)
     parser.add_argument("--max-activities", type=int, default=50)
     parser.add_argument("--extended-sessions", type=float, default=0.0, metavar="SECONDS")
+    parser.add_argument(
+        "--accept-concurrency",
+        type=int,
+        default=WorkerOptions().orchestration_accept_concurrency,
+        help="pending orchestration session accepts per worker (tracking gets half)",
+    )
     parser.add_argument("--timeout", type=float, default=900.0)
     args = parser.parse_args(argv)
     figures = asyncio.run(run(args))

@@ -89,6 +89,19 @@ def _check_int(value: Any) -> int:
     return value
 
 
+def _check_range(low: int, high: int, what: str) -> Callable[[Any], int]:
+    """A field checker that also refuses values its wire type cannot hold, so whatever is accepted can be
+    encoded again (a negative handle would otherwise pass decoding and fail only when echoed)."""
+
+    def check(value: Any) -> int:
+        value = _check_int(value)
+        if not low <= value <= high:
+            raise DecodeError(f"expected {what}, got {value}")
+        return value
+
+    return check
+
+
 def _check_bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise DecodeError(f"expected a boolean, got {type(value).__name__}")
@@ -104,6 +117,8 @@ def _check_str(value: Any) -> str:
 def _check_symbol(value: Any) -> Symbol:
     if not isinstance(value, str):
         raise DecodeError(f"expected a symbol, got {type(value).__name__}")
+    if not value.isascii():
+        raise DecodeError(f"symbols are ASCII, got {value!r}")
     return value if type(value) is Symbol else Symbol(value)
 
 
@@ -128,7 +143,7 @@ def _symbols_to_wire(value: Any) -> Array:
 def _symbols_from_wire(value: Any) -> tuple[Symbol, ...]:
     """A "multiple" symbol field may arrive as one symbol or as an array of them."""
     if isinstance(value, str):
-        return (Symbol(value),)
+        return (_check_symbol(value),)
     if isinstance(value, Array):
         return tuple(_check_symbol(v) for v in value.items)
     if isinstance(value, list):
@@ -166,11 +181,11 @@ def _identity(value: Any) -> Any:
 
 # kind -> (to wire, from wire)
 _KINDS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
-    "ubyte": (UByte, _check_int),
-    "ushort": (UShort, _check_int),
-    "uint": (UInt, _check_int),
-    "ulong": (ULong, _check_int),
-    "timestamp": (Timestamp, _check_int),
+    "ubyte": (UByte, _check_range(0, 2**8 - 1, "a ubyte")),
+    "ushort": (UShort, _check_range(0, 2**16 - 1, "a ushort")),
+    "uint": (UInt, _check_range(0, 2**32 - 1, "a uint")),
+    "ulong": (ULong, _check_range(0, 2**64 - 1, "a ulong")),
+    "timestamp": (Timestamp, _check_range(-(2**63), 2**63 - 1, "a timestamp")),
     "bool": (bool, _check_bool),
     "str": (str, _check_str),
     "symbol": (Symbol, _check_symbol),
