@@ -124,15 +124,8 @@ class HubStore:
         if execution_id is not None:
             record = await self.instances.get_jump_start(instance_id, execution_id)
             return pending_state_from_start(record) if record is not None else None
-        if not await self.instances.instance_exists(instance_id):
-            return None
-        starts = [
-            r
-            for r in await self.instances.list_jump_starts(
-                older_than=datetime.max.replace(tzinfo=timezone.utc)
-            )
-            if r.instance_id == instance_id
-        ]
+        # an instance not tracked yet: its own jump-start records (one prefix listing, not a hub scan)
+        starts = await self.instances.get_jump_starts(instance_id)
         if not starts:
             return None
         return pending_state_from_start(max(starts, key=lambda r: r.created_time))
