@@ -7,7 +7,9 @@ string). Log lines name the namespace host, never the string.
 
 from __future__ import annotations
 
+import functools
 import re
+import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +35,19 @@ def redact(text: str) -> str:
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(r"\1***", text)
     return text
+
+
+@functools.cache
+def _shared_ssl_context() -> ssl.SSLContext:
+    """One TLS context for every connection of the process.
+
+    The SDK opens a connection per sender and receiver and, unless given a context, builds a new one
+    each time, loading the CA bundle again: tens of milliseconds of CPU per session accept. This is the
+    context it would build (certifi's bundle, hostname checked), made once.
+    """
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def _parse(connection_string: str) -> dict[str, str]:
@@ -85,6 +100,8 @@ class ServiceBusConnection:
         """A new async client; each dispatcher gets its own so one's reconnects do not stall another."""
         from azure.servicebus.aio import ServiceBusClient
 
+        if "ssl_context" not in kwargs and "connection_verify" not in kwargs:
+            kwargs["ssl_context"] = _shared_ssl_context()
         try:
             if self.connection_string:
                 return ServiceBusClient.from_connection_string(self.connection_string, **kwargs)
