@@ -69,6 +69,7 @@ if TYPE_CHECKING:
     from dtf_sb.servicebus.operations import OrchestrationQueryResult as OrchestrationQueryResult
     from dtf_sb.servicebus.operations import PurgeResult as PurgeResult
     from dtf_sb.worker import TaskHubWorker as TaskHubWorker
+    from dtf_sb.worker import WorkerStats as WorkerStats
 
 # The Service Bus runtime is loaded on first use: importing dtf_sb (or dtf_sb.core) must not pull in
 # the Azure SDKs, so the pure core stays importable and testable on its own.
@@ -83,6 +84,7 @@ _RUNTIME_EXPORTS = {
     "TaskHubOptions": "dtf_sb.options",
     "TaskHubWorker": "dtf_sb.worker",
     "WorkerOptions": "dtf_sb.options",
+    "WorkerStats": "dtf_sb.worker",
 }
 __all__ += sorted(_RUNTIME_EXPORTS)
 

@@ -114,8 +114,13 @@ class WorkerOptions:
     max_concurrent_activities: int = 10
     max_concurrent_tracking_sessions: int = 20
     orchestration_accept_concurrency: int = 2
-    """Sessions of the orchestrator queue being accepted at once (each waiting accept holds a connection)."""
+    """Sessions of the orchestrator queue being accepted at once while idle (each waiting accept holds a
+    connection). Opening a session receiver takes the SDK about half a second, so each pending accept
+    takes at most about two sessions a second; under backlog the worker adds accepts, up to
+    ``max_orchestration_accept_concurrency``."""
+    max_orchestration_accept_concurrency: int = 12
     tracking_accept_concurrency: int = 1
+    max_tracking_accept_concurrency: int = 6
     receive_timeout: float = 5.0
     """Seconds a dispatcher waits for a session or message before polling again (and noticing stop)."""
     transient_backoff: float = 1.0
@@ -128,6 +133,13 @@ class WorkerOptions:
     worker that has the code can take it (DTF TypeMissing, reference 9.1)."""
     activity_thread_pool_size: int = 10
     """Threads for synchronous activity functions; async activities run on the event loop."""
+    session_hold_seconds: float = 2.0
+    """After an episode, keep the instance's session this long waiting for its next message (0 = off).
+
+    Accepting a session costs a new connection (about half a second in the Python SDK), so an instance
+    whose activity result is near is cheaper to wait for than to accept again. The next episode
+    replays as usual, from the history already in memory. A held session occupies a slot of
+    ``max_concurrent_orchestrations``; holds end early when every slot is taken."""
     extended_session_idle_seconds: float = 0.0
     """After an episode, keep the session locked this long waiting for more messages (0 = off).
 
@@ -144,6 +156,10 @@ class WorkerOptions:
             "max_concurrent_orchestrations",
             "max_concurrent_activities",
             "max_concurrent_tracking_sessions",
+            "orchestration_accept_concurrency",
+            "max_orchestration_accept_concurrency",
+            "tracking_accept_concurrency",
+            "max_tracking_accept_concurrency",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -153,3 +169,5 @@ class WorkerOptions:
             raise ValueError("activity_thread_pool_size must be at least 1")
         if self.extended_session_idle_seconds < 0:
             raise ValueError("extended_session_idle_seconds must not be negative")
+        if self.session_hold_seconds < 0:
+            raise ValueError("session_hold_seconds must not be negative")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .core.executor import OrchestrationExecutor
@@ -27,7 +28,23 @@ from .servicebus.orchestrations import OrchestrationDispatcher
 from .servicebus.store import HubStore
 from .servicebus.tracking import TrackingDispatcher
 
-__all__ = ["TaskHubWorker"]
+__all__ = ["TaskHubWorker", "WorkerStats"]
+
+
+@dataclass(frozen=True)
+class WorkerStats:
+    """Counters of one worker since it started (a snapshot; see :meth:`TaskHubWorker.stats`)."""
+
+    orchestration_episodes: int = 0
+    orchestration_sessions_accepted: int = 0
+    """Fewer than episodes when held sessions take an instance's next messages without a new accept."""
+    orchestration_pending_accepts: int = 0
+    orchestration_peak_accepts: int = 0
+    activities_executed: int = 0
+    tracking_sessions_accepted: int = 0
+    tracking_pending_accepts: int = 0
+    tracking_peak_accepts: int = 0
+
 
 _log = logging.getLogger("dtf_sb.worker")
 
@@ -161,6 +178,22 @@ class TaskHubWorker:
             self._connection.namespace,
             len(self.registry.orchestrator_names),
             len(self.registry.activity_names),
+        )
+
+    def stats(self) -> WorkerStats:
+        """What the dispatchers have done so far (zeros before :meth:`start`)."""
+        orchestrations, activities, tracking = self._orchestrations, self._activities, self._tracking
+        if orchestrations is None or activities is None or tracking is None:
+            return WorkerStats()
+        return WorkerStats(
+            orchestration_episodes=orchestrations.episodes,
+            orchestration_sessions_accepted=orchestrations.sessions_accepted,
+            orchestration_pending_accepts=orchestrations.pending_accepts,
+            orchestration_peak_accepts=orchestrations.peak_accepts,
+            activities_executed=activities.executed,
+            tracking_sessions_accepted=tracking.sessions_accepted,
+            tracking_pending_accepts=tracking.pending_accepts,
+            tracking_peak_accepts=tracking.peak_accepts,
         )
 
     async def stop(self, graceful: bool = True) -> None:

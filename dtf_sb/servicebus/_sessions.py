@@ -3,7 +3,11 @@
 One fetch loop per dispatcher accepts the next session that has messages, but only after a
 concurrency slot is free, so an idle worker holds one pending accept (one connection) rather than
 one per slot. Each accepted session is processed on its own task; when it finishes the slot is
-released. Connection loss (the broker restarting, a failover) is met with an exponential back-off
+released (before the receiver's close, which the SDK makes last up to a second). A subclass may hold
+a session after its work, waiting for the session's next message, through
+:meth:`SessionDispatcher.receive_while_idle`: accepting a session costs a new connection and about
+half a second in the SDK, so a held session saves that for an instance whose next message is near.
+Holds end early when the worker stops or runs out of slots. Connection loss (the broker restarting, a failover) is met with an exponential back-off
 and a fresh client, never by giving up.
 """
 
@@ -25,6 +29,9 @@ __all__ = ["SessionDispatcher"]
 # wait therefore costs nothing, while a short one leaves gaps (timeout, SDK back-off, reconnect) in
 # which a new session waits for nobody. Stopping cancels the wait, so this does not delay shutdown.
 _ACCEPT_WAIT = 30.0
+# An accept that returns a session within this many seconds (the SDK's open alone takes about half
+# of it) found the session already waiting: a sign of backlog.
+_BACKLOG_SIGN = 1.0
 
 
 class SessionDispatcher:
@@ -38,6 +45,7 @@ class SessionDispatcher:
         queue: str,
         max_concurrent: int,
         accept_concurrency: int = 1,
+        max_accept_concurrency: int = 1,
         receive_timeout: float,
         transient_backoff: float,
         max_backoff: float,
@@ -52,10 +60,18 @@ class SessionDispatcher:
         self._log = logger
         self._stopping = asyncio.Event()
         self._accept_concurrency = max(1, min(accept_concurrency, max_concurrent))
-        self._fetch_tasks: list[asyncio.Task[None]] = []
+        self._max_accept_concurrency = max(
+            self._accept_concurrency, min(max_accept_concurrency, max_concurrent)
+        )
+        self._fetch_tasks: set[asyncio.Task[None]] = set()
         self._inflight: set[asyncio.Task[None]] = set()
         self._paused_until = 0.0
         self._accepting: set[asyncio.Future[Any]] = set()
+        self._starved = asyncio.Event()
+        self.sessions_accepted = 0
+        self.peak_accepts = 0
+        """Most accepts pending at once so far: above ``accept_concurrency`` only after a surge."""
+        self._slot_waiters = 0
 
     async def process_session(self, receiver: Any) -> None:
         raise TypeError(f"{type(self).__name__} must implement process_session")
@@ -64,14 +80,65 @@ class SessionDispatcher:
     def inflight(self) -> int:
         return len(self._inflight)
 
+    async def receive_while_idle(self, receiver: Any, *, wait: float, max_message_count: int) -> list[Any]:
+        """Wait up to ``wait`` for the held session's next messages; ``[]`` when the wait is given up.
+
+        The wait ends early, with nothing, when the worker stops or when every slot is taken and the
+        fetch loop is waiting for one: an idle held session then makes room for a session that has work.
+        """
+        if self._stopping.is_set() or self._starved.is_set():
+            return []
+        receive = asyncio.ensure_future(
+            receiver.receive_messages(max_message_count=max_message_count, max_wait_time=wait)
+        )
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        starved = asyncio.ensure_future(self._starved.wait())
+        try:
+            await asyncio.wait({receive, stopping, starved}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            starved.cancel()
+        if receive.done():
+            return receive.result()
+        receive.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await receive
+        return []
+
     def start(self) -> None:
         if not self._fetch_tasks:
-            # Each pending accept is one connection waiting at the broker; several of them let a burst
-            # of instances (a fan-out of sub-orchestrations) be accepted in parallel.
-            self._fetch_tasks = [
-                asyncio.create_task(self._fetch_loop(), name=f"{self.name}-fetch-{i}")
-                for i in range(self._accept_concurrency)
-            ]
+            # Each pending accept is one connection waiting at the broker; an idle worker keeps
+            # ``accept_concurrency`` of them, a busy one surges (see ``_surge``).
+            for _ in range(self._accept_concurrency):
+                self._spawn_fetch_loop(surge=False)
+
+    def _spawn_fetch_loop(self, *, surge: bool) -> None:
+        task = asyncio.create_task(
+            self._fetch_loop(surge=surge), name=f"{self.name}-fetch-{len(self._fetch_tasks)}"
+        )
+        self._fetch_tasks.add(task)
+        task.add_done_callback(self._fetch_tasks.discard)
+        self.peak_accepts = max(self.peak_accepts, len(self._fetch_tasks))
+
+    @property
+    def pending_accepts(self) -> int:
+        return len(self._fetch_tasks)
+
+    def _surge(self) -> None:
+        """Add one pending accept after an accept that found a session at once.
+
+        The SDK needs about half a second of its own polling to open a receiver, so one pending
+        accept takes at most two sessions a second however much work is waiting. A session that was
+        there immediately means more may be: another accept joins, up to ``max_accept_concurrency``
+        while slots are free. A surge accept ends the first time it finds no session, so the count
+        falls back once the backlog is gone.
+        """
+        if (
+            len(self._fetch_tasks) < self._max_accept_concurrency
+            and not self._stopping.is_set()
+            and not self._slots.locked()
+        ):
+            self._spawn_fetch_loop(surge=True)
 
     def pause(self, seconds: float) -> None:
         """Stop accepting sessions for ``seconds``, withdrawing pending accepts at once.
@@ -102,29 +169,34 @@ class SessionDispatcher:
             task.cancel()
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=10.0)
-        if self._fetch_tasks:
-            await asyncio.wait(self._fetch_tasks, timeout=10.0)
-        for task in self._fetch_tasks:
+        fetch_tasks = set(self._fetch_tasks)
+        if fetch_tasks:
+            await asyncio.wait(fetch_tasks, timeout=10.0)
+        for task in fetch_tasks:
             task.cancel()
-        for task in self._fetch_tasks:
+        for task in fetch_tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self._fetch_tasks = []
+        self._fetch_tasks.clear()
 
-    async def _fetch_loop(self) -> None:
+    async def _fetch_loop(self, *, surge: bool) -> None:
         while not self._stopping.is_set():
             client = self._connection.client(retry_total=1)
             owned: set[asyncio.Task[None]] = set()
             try:
                 async with client:
                     try:
-                        await self._accept_loop(client, owned)
+                        await self._accept_loop(client, owned, surge=surge)
+                        if surge:
+                            return
                     finally:
                         if owned:
                             await asyncio.wait(set(owned))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if surge:
+                    return  # the steady accepts reconnect; a surge is not worth a back-off
                 delay = self._backoff.next_delay()
                 self._log.warning(
                     "%s lost its connection (%s: %s); reconnecting in %.1f s",
@@ -135,14 +207,24 @@ class SessionDispatcher:
                 )
                 await self._sleep(delay)
 
-    async def _accept_loop(self, client: Any, owned: set[asyncio.Task[None]]) -> None:
+    async def _accept_loop(self, client: Any, owned: set[asyncio.Task[None]], *, surge: bool) -> None:
         loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
             delay = self._paused_until - loop.time()
             if delay > 0:
                 await self._sleep(delay)
                 continue
-            await self._slots.acquire()
+            if self._slots.locked():
+                self._slot_waiters += 1
+                self._starved.set()
+                try:
+                    await self._slots.acquire()
+                finally:
+                    self._slot_waiters -= 1
+                    if not self._slot_waiters:
+                        self._starved.clear()
+            else:
+                await self._slots.acquire()
             receiver = None
             try:
                 if self._stopping.is_set():
@@ -152,10 +234,13 @@ class SessionDispatcher:
                     client.get_queue_receiver(
                         self._queue,
                         session_id=NEXT_AVAILABLE_SESSION,
-                        max_wait_time=max(self._receive_timeout, _ACCEPT_WAIT),
+                        max_wait_time=self._receive_timeout
+                        if surge
+                        else max(self._receive_timeout, _ACCEPT_WAIT),
                         socket_timeout=SOCKET_TIMEOUT,
                     )
                 )
+                started = loop.time()
                 accept = asyncio.ensure_future(receiver.__aenter__())
                 self._accepting.add(accept)
                 try:
@@ -169,12 +254,16 @@ class SessionDispatcher:
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
                     raise
+                if surge:
+                    return
                 continue  # only the accept was withdrawn (pause or stop)
             except Exception as exc:
                 self._slots.release()
                 if receiver is not None:
                     await _close_quietly(receiver)
                 if is_no_session_available(exc):
+                    if surge:
+                        return
                     continue
                 if is_transient(exc):
                     raise
@@ -189,6 +278,9 @@ class SessionDispatcher:
                 await self._sleep(delay)
                 continue
             self._backoff.reset()
+            self.sessions_accepted += 1
+            if loop.time() - started < _BACKLOG_SIGN:
+                self._surge()
             task = asyncio.create_task(self._run(receiver), name=f"{self.name}-session")
             self._inflight.add(task)
             owned.add(task)
@@ -210,8 +302,10 @@ class SessionDispatcher:
                 exc_info=self._log.isEnabledFor(logging.DEBUG),
             )
         finally:
-            await _close_quietly(receiver)
+            # The session lock is gone once the link detaches, at the start of close; the rest of the
+            # close is the SDK waiting out its keep-alive tick, which need not hold a slot.
             self._slots.release()
+            await _close_quietly(receiver)
 
     async def _sleep(self, delay: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):

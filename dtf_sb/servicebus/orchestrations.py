@@ -5,10 +5,11 @@ history from session state, drop what was already applied, run the orchestrator 
 new events) through the orchestration middleware, and commit the episode in the order
 ``_episode`` documents. While the session is held its lock is renewed.
 
-After an episode the session is kept while more messages are immediately available, and, with
-``WorkerOptions.extended_session_idle_seconds``, for that long waiting for the next message. The
+After an episode the session is kept while more messages are immediately available, then for
+``WorkerOptions.session_hold_seconds`` (or ``extended_session_idle_seconds``, if longer) waiting for
+the next one: an activity result that comes back within the hold costs no new session accept. The
 loaded history stays in memory meanwhile, so the next episode skips reading session state and
-chunks. Losing the lock, an error or the idle window ending simply drops that memory: the next
+chunks; it replays as usual unless extended sessions also keep the orchestrator alive. Losing the lock, an error or the idle window ending simply drops that memory: the next
 episode on any worker reloads from session state.
 
 Failures: an undecodable message is dead-lettered (reason ``MalformedMessage``) and the rest of the
@@ -89,6 +90,7 @@ class OrchestrationDispatcher(SessionDispatcher):
             queue=options.orchestrator_queue,
             max_concurrent=worker_options.max_concurrent_orchestrations,
             accept_concurrency=worker_options.orchestration_accept_concurrency,
+            max_accept_concurrency=worker_options.max_orchestration_accept_concurrency,
             receive_timeout=worker_options.receive_timeout,
             transient_backoff=worker_options.transient_backoff,
             max_backoff=worker_options.max_backoff,
@@ -124,41 +126,26 @@ class OrchestrationDispatcher(SessionDispatcher):
     async def process_session(self, receiver: Any) -> None:
         session_id = str(receiver.session.session_id)
         held = HeldSession()
-        idle = self._worker_options.extended_session_idle_seconds
-        first = True
+        hold = max(
+            self._worker_options.session_hold_seconds, self._worker_options.extended_session_idle_seconds
+        )
         async with renew_session_lock_while(
             receiver, self._options.lock_duration, what=f"instance {session_id}"
         ):
-            while not (self._stopping.is_set() and not first):
-                wait = 1.0 if first else max(_DRAIN_WAIT, idle)
-                if first or wait <= _DRAIN_WAIT:
-                    messages = await receiver.receive_messages(
-                        max_message_count=self._options.prefetch_count, max_wait_time=wait
+            messages = await receiver.receive_messages(
+                max_message_count=self._options.prefetch_count, max_wait_time=1.0
+            )
+            while messages and await self._episode(receiver, session_id, messages, held):
+                if self._stopping.is_set():
+                    return
+                # whatever is already there (a batch that arrived during the episode) comes first
+                messages = await receiver.receive_messages(
+                    max_message_count=self._options.prefetch_count, max_wait_time=_DRAIN_WAIT
+                )
+                if not messages and hold > _DRAIN_WAIT:
+                    messages = await self.receive_while_idle(
+                        receiver, wait=hold, max_message_count=self._options.prefetch_count
                     )
-                else:
-                    messages = await self._receive_unless_stopping(receiver, wait)
-                first = False
-                if not messages:
-                    return
-                if not await self._episode(receiver, session_id, messages, held):
-                    return
-
-    async def _receive_unless_stopping(self, receiver: Any, wait: float) -> list[Any]:
-        """An idle wait of an extended session, cut short when the worker stops."""
-        receive = asyncio.ensure_future(
-            receiver.receive_messages(max_message_count=self._options.prefetch_count, max_wait_time=wait)
-        )
-        stopping = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait({receive, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
-        if receive.done():
-            return receive.result()
-        receive.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await receive
-        return []
 
     async def _episode(self, receiver: Any, session_id: str, messages: list[Any], held: HeldSession) -> bool:
         """Run one episode on the held session; returns whether to keep the session."""

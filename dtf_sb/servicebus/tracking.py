@@ -104,12 +104,14 @@ class TrackingDispatcher(SessionDispatcher):
             queue=options.tracking_queue,
             max_concurrent=worker_options.max_concurrent_tracking_sessions,
             accept_concurrency=worker_options.tracking_accept_concurrency,
+            max_accept_concurrency=worker_options.max_tracking_accept_concurrency,
             receive_timeout=worker_options.receive_timeout,
             transient_backoff=worker_options.transient_backoff,
             max_backoff=worker_options.max_backoff,
             logger=logging.getLogger("dtf_sb.servicebus.tracking"),
         )
         self._options = options
+        self._hold = worker_options.session_hold_seconds
         self._envelope = envelope
         self._store = store
         self._faults = faults
@@ -134,10 +136,17 @@ class TrackingDispatcher(SessionDispatcher):
                 messages = await receiver.receive_messages(
                     max_message_count=self._options.prefetch_count, max_wait_time=wait
                 )
+                if not messages and not held:
+                    # the instance's next episode is often moments away: wait for its record here
+                    # rather than give the session up and accept it again
+                    if self._hold > 0:
+                        messages = await self.receive_while_idle(
+                            receiver, wait=self._hold, max_message_count=self._options.prefetch_count
+                        )
+                    if not messages:
+                        return
                 if messages:
                     held.extend(await self._decode_all(receiver, messages))
-                elif not held:
-                    return
                 else:
                     waited += wait
                     if waited >= _GAP_PATIENCE:

@@ -35,6 +35,37 @@ def test_options_have_dtfs_defaults_and_are_frozen() -> None:
         options.hub_name = "other"  # type: ignore[misc]
 
 
+@pytest.mark.parametrize(
+    "field",
+    ["session_hold_seconds", "extended_session_idle_seconds"],
+)
+def test_negative_session_waits_are_refused(field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        WorkerOptions(**{field: -1.0})
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        "orchestration_accept_concurrency",
+        "max_orchestration_accept_concurrency",
+        "tracking_accept_concurrency",
+        "max_tracking_accept_concurrency",
+    ],
+)
+def test_accept_concurrency_below_one_is_refused(field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        WorkerOptions(**{field: 0})
+
+
+def test_one_tls_context_serves_every_service_bus_client() -> None:
+    connection = ServiceBusConnection(connection_string=CONNECTION)
+    first, second = connection.client(), connection.client()
+    assert first._config.ssl_context is not None
+    assert first._config.ssl_context is second._config.ssl_context
+    assert connection.client(connection_verify="/tmp/ca.pem")._config.ssl_context is None
+
+
 @pytest.mark.parametrize("name", ["", "-bad", "has space", "a" * 80, "x/y"])
 def test_unusable_hub_names_are_refused(name: str) -> None:
     with pytest.raises(ValueError, match="hub_name"):

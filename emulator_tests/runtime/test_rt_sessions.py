@@ -1,0 +1,97 @@
+"""How the worker uses sessions: held after an episode, given up under pressure, accepted in surges.
+
+Opening a session receiver costs the Python SDK a new connection and about half a second of its own
+polling, so the dispatchers avoid accepts where they can (a held session takes the instance's next
+message) and add pending accepts while sessions are waiting (a surge that ends with the backlog).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+from rtkit import output, status_when, wait_until
+
+from dtf_sb import OrchestrationContext, OrchestrationStatus
+
+TIMEOUT = 30
+
+
+async def increment(x: int) -> int:
+    return x + 1
+
+
+async def three_steps(ctx: OrchestrationContext, start: int) -> int:
+    value = start
+    for _ in range(3):
+        value = await ctx.call_activity(increment, value)
+    return value
+
+
+async def wait_for_go(ctx: OrchestrationContext, _: None) -> str:
+    return await ctx.wait_for_external_event("go")
+
+
+async def answer(ctx: OrchestrationContext, value: int) -> int:
+    return value
+
+
+async def test_a_held_session_takes_the_instance_next_messages_without_a_new_accept(
+    start_worker, client, worker_options
+) -> None:
+    worker = await start_worker(
+        [three_steps], [increment], worker_options=replace(worker_options, session_hold_seconds=20.0)
+    )
+    iid = await client.schedule_new_orchestration(three_steps, input=10)
+    state = await client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
+    assert output(state) == 13
+
+    stats = worker.stats()
+    # start + three activity results: four episodes on the one session accepted for the start
+    assert stats.orchestration_episodes == 4
+    assert stats.orchestration_sessions_accepted == 1
+    assert stats.activities_executed == 3
+    # the tracking session is held the same way, taking every episode's record
+    assert stats.tracking_sessions_accepted == 1
+
+
+async def test_held_sessions_give_way_when_every_slot_is_taken(start_worker, client, worker_options) -> None:
+    # One slot, and a hold far longer than the test: the waiting instance keeps its session only
+    # until another instance needs the slot.
+    options = replace(worker_options, max_concurrent_orchestrations=1, session_hold_seconds=300.0)
+    await start_worker([wait_for_go, answer], [], worker_options=options)
+
+    waiting = await client.schedule_new_orchestration(wait_for_go)
+    await status_when(client, waiting, OrchestrationStatus.RUNNING, timeout=TIMEOUT)
+    other = await client.schedule_new_orchestration(answer, input=7)
+    state = await client.wait_for_orchestration_completion(other, timeout=TIMEOUT)
+    assert output(state) == 7
+
+    await client.raise_orchestration_event(waiting, "go", data="went")
+    state = await client.wait_for_orchestration_completion(waiting, timeout=TIMEOUT)
+    assert output(state) == "went"
+
+
+async def test_a_backlog_of_sessions_surges_the_pending_accepts_which_then_fall_back(
+    start_worker, client, worker_options
+) -> None:
+    ids = await asyncio.gather(*(client.schedule_new_orchestration(answer, input=i) for i in range(30)))
+    options = replace(
+        worker_options,
+        orchestration_accept_concurrency=1,
+        max_orchestration_accept_concurrency=4,
+        session_hold_seconds=0.0,
+    )
+    worker = await start_worker([answer], [], worker_options=options)
+    for i, iid in enumerate(ids):
+        state = await client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
+        assert output(state) == i
+
+    stats = worker.stats()
+    assert stats.orchestration_sessions_accepted >= 30
+    assert 1 < stats.orchestration_peak_accepts <= 4
+
+    async def settled() -> bool:
+        return worker.stats().orchestration_pending_accepts == 1
+
+    await wait_until(settled, timeout=TIMEOUT, what="the surge of accepts to end")
