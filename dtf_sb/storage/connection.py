@@ -19,6 +19,7 @@ naming only the endpoint.
 from __future__ import annotations
 
 import functools
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -167,8 +168,11 @@ def create_blob_service_client(
                 f"present: {present}"
             )
         try:
-            return BlobServiceClient.from_connection_string(
-                connection_string, credential=credential, **client_kwargs
+            return _with_proxies_resolved_once(
+                lambda **kw: BlobServiceClient.from_connection_string(
+                    connection_string, credential=credential, **kw
+                ),
+                client_kwargs,
             )
         except (ValueError, TypeError) as exc:
             raise StorageConfigurationError(
@@ -182,11 +186,42 @@ def create_blob_service_client(
             "https://<account>.blob.core.windows.net"
         )
     try:
-        return BlobServiceClient(account_url, credential=credential, **client_kwargs)
+        return _with_proxies_resolved_once(
+            lambda **kw: BlobServiceClient(account_url, credential=credential, **kw), client_kwargs
+        )
     except (ValueError, TypeError) as exc:
         raise StorageConfigurationError(
             f"cannot create a Blob Storage client for {_without_query(account_url)!r} ({type(exc).__name__})"
         ) from None
+
+
+def _with_proxies_resolved_once(
+    build: Callable[..., BlobServiceClient], client_kwargs: dict[str, Any]
+) -> BlobServiceClient:
+    """Build the client with the environment's proxy settings read now, not on every request.
+
+    By default the SDK's aiohttp transport trusts the environment, and aiohttp then parses the proxy
+    variables and looks for a netrc file (on a worker thread) for every single request: a large share
+    of a busy worker's CPU. A client talks to one account endpoint, so its proxy is decided here, once,
+    with the same rules (``HTTP(S)_PROXY``, ``NO_PROXY``). A caller that passes its own ``transport``,
+    ``use_env_settings`` or ``proxies`` keeps full control.
+    """
+    if any(key in client_kwargs for key in ("transport", "use_env_settings", "proxies")):
+        return build(**client_kwargs)
+    client = build(use_env_settings=False, **client_kwargs)
+    proxies = _environment_proxies(client.url)
+    if proxies:
+        # the first client never opened a session, so there is nothing to close
+        client = build(use_env_settings=False, proxies=proxies, **client_kwargs)
+    return client
+
+
+def _environment_proxies(url: str) -> dict[str, str]:
+    parsed = urlparse(url)
+    if not parsed.hostname or urllib.request.proxy_bypass(parsed.hostname):
+        return {}
+    proxy = urllib.request.getproxies().get(parsed.scheme)
+    return {parsed.scheme: proxy} if proxy else {}
 
 
 def _without_query(url: str) -> str:
