@@ -179,11 +179,17 @@ class TrackingDispatcher(SessionDispatcher):
     async def _apply(
         self, receiver: Any, records: list[tuple[Any, TrackingRecord]]
     ) -> tuple[bool, list[tuple[Any, TrackingRecord]]]:
-        """Apply records in history order; returns whether any was applied, and those still waiting."""
+        """Apply records in history order; returns whether any was applied, and those still waiting.
+
+        Every record's events are appended; the state snapshot is written once per execution, the
+        newest of the records applied (each snapshot supersedes the one before), and only then are
+        their messages completed: a crash in between redelivers them, and appends are idempotent.
+        """
         ordered = sorted(records, key=lambda item: (item[1].execution_id, item[1].first_event_index))
         blocked: set[str] = set()
         waiting: list[tuple[Any, TrackingRecord]] = []
-        applied = 0
+        newest: dict[str, TrackingRecord] = {}
+        done: list[tuple[Any, TrackingRecord]] = []
         for message, record in ordered:
             if record.execution_id in blocked:
                 waiting.append((message, record))
@@ -202,12 +208,16 @@ class TrackingDispatcher(SessionDispatcher):
             self._faults(
                 "tracking.after_history", instance_id=record.instance_id, message_id=message.message_id
             )
+            newest[record.execution_id] = record
+            done.append((message, record))
+        for record in newest.values():
             await self._store.write_state(record.state, version=record.end_index)
+        for message, record in done:
             self._faults(
                 "tracking.after_state", instance_id=record.instance_id, message_id=message.message_id
             )
             await receiver.complete_message(message)
-            applied += 1
+        applied = len(done)
         if applied:
             self._log.debug("tracked %d record(s) for %s", applied, receiver.session.session_id)
         return applied > 0, waiting
