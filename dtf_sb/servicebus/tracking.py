@@ -52,6 +52,8 @@ class TrackingStore(Protocol):
 
     async def write_state(self, state: OrchestrationState, *, version: int) -> None: ...
 
+    async def delete_jump_start(self, instance_id: str, execution_id: str) -> None: ...
+
 
 def encode_tracking_record(record: TrackingRecord) -> bytes:
     return orjson.dumps(
@@ -182,8 +184,9 @@ class TrackingDispatcher(SessionDispatcher):
         """Apply records in history order; returns whether any was applied, and those still waiting.
 
         Every record's events are appended; the state snapshot is written once per execution, the
-        newest of the records applied (each snapshot supersedes the one before), and only then are
-        their messages completed: a crash in between redelivers them, and appends are idempotent.
+        newest of the records applied (each snapshot supersedes the one before), then a recorded
+        start's jump-start record is deleted, and only then are the messages completed: a crash in
+        between redelivers them, and appends are idempotent.
         """
         ordered = sorted(records, key=lambda item: (item[1].execution_id, item[1].first_event_index))
         blocked: set[str] = set()
@@ -212,6 +215,16 @@ class TrackingDispatcher(SessionDispatcher):
             done.append((message, record))
         for record in newest.values():
             await self._store.write_state(record.state, version=record.end_index)
+        for _, record in done:
+            if record.first_event_index == 0 and record.events:
+                # The execution is on record now, so the client's jump-start note of its start has
+                # served; left alone, the jump-start manager would read and delete it later anyway.
+                try:
+                    await self._store.delete_jump_start(record.instance_id, record.execution_id)
+                except Exception as exc:
+                    self._log.debug(
+                        "could not delete the jump-start record of %s: %s", record.instance_id, exc
+                    )
         for message, record in done:
             self._faults(
                 "tracking.after_state", instance_id=record.instance_id, message_id=message.message_id

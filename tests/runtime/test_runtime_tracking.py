@@ -28,6 +28,7 @@ class Store:
 
     history: list[bytes] = field(default_factory=list)
     snapshots: list[tuple[int, Any]] = field(default_factory=list)
+    forgotten_starts: list[tuple[str, str]] = field(default_factory=list)
 
     async def append_history(
         self, instance_id: str, execution_id: str, first: int, lines: list[bytes]
@@ -38,6 +39,10 @@ class Store:
 
     async def write_state(self, state: Any, *, version: int) -> None:
         self.snapshots.append((version, state))
+
+    async def delete_jump_start(self, instance_id: str, execution_id: str) -> None:
+        assert self.snapshots, "a jump-start record may go only once the execution is on record"
+        self.forgotten_starts.append((instance_id, execution_id))
 
 
 @dataclass
@@ -96,6 +101,7 @@ async def test_a_batch_appends_every_record_and_writes_only_the_newest_snapshot(
     assert version == records[-1].end_index
     assert state.status is OrchestrationStatus.COMPLETED
     assert sorted(m.message_id for m in receiver.completed) == ["m0", "m1", "m2"]
+    assert store.forgotten_starts == [("inst-1", "exec-1")]
 
 
 async def test_a_record_whose_predecessor_is_missing_waits_uncompleted() -> None:
