@@ -148,6 +148,7 @@ class TaskHubWorker:
             middlewares=tuple(self._orchestration_middleware),
             faults=faults,
             senders=senders,
+            forget_start=store.delete_jump_start,
         )
         self._activities = ActivityDispatcher(
             options=options,

@@ -107,4 +107,11 @@ class EpisodeDecider:
         plan = await plan_episode(
             options=self.options, codec=self.codec, loaded=loaded, result=result, confirmed=self.confirmed
         )
+        current = runtime.execution_id if runtime is not None else None
+        plan.dropped_starts = [
+            (item.orchestration_instance.instance_id, item.event.orchestration_instance.execution_id)
+            for item, _ in dropped
+            if isinstance(item.event, ExecutionStartedEvent)
+            and item.event.orchestration_instance.execution_id not in (None, current)
+        ]
         return plan, result

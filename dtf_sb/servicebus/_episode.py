@@ -98,6 +98,9 @@ class EpisodePlan:
     obsolete_chunks: list[str] = field(default_factory=list)
     """History chunk blobs no longer referenced after the commit (deleted best-effort)."""
     terminated_for_size: str | None = None
+    dropped_starts: list[tuple[str, str]] = field(default_factory=list)
+    """(instance, execution) of starts of other executions that were dropped (the instance was
+    running): they will never be recorded, so their jump-start records can go."""
 
 
 def _record(

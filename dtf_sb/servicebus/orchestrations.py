@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ..core.codec import decode_task_message
@@ -83,6 +83,7 @@ class OrchestrationDispatcher(SessionDispatcher):
         middlewares: Sequence[DispatchMiddleware],
         faults: FaultPoints,
         senders: SenderPool | None = None,
+        forget_start: Callable[[str, str], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(
             name="orchestration-dispatcher",
@@ -107,6 +108,7 @@ class OrchestrationDispatcher(SessionDispatcher):
         self._owns_senders = senders is None
         self._senders = senders if senders is not None else SenderPool(connection, envelope)
         self._confirmed = ConfirmedTracking()
+        self._forget_start = forget_start
         self._background: set[asyncio.Task[None]] = set()
         self._decider = EpisodeDecider(
             options=options,
@@ -209,6 +211,7 @@ class OrchestrationDispatcher(SessionDispatcher):
             return False
         self.episodes += 1
         self._delete_chunks_later(plan)
+        self._forget_dropped_starts_later(plan)
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug(
                 "episode instance=%s batch=%d new_events=%d actions=%s status=%s",
@@ -244,14 +247,28 @@ class OrchestrationDispatcher(SessionDispatcher):
         if not plan.obsolete_chunks or self._payloads is None:
             return
         delete = getattr(self._payloads, "delete", None)
-        if delete is None:
+        if delete is not None:
+            self._later(f"delete obsolete history chunks of {plan.instance_id}", delete(plan.obsolete_chunks))
+
+    def _forget_dropped_starts_later(self, plan: EpisodePlan) -> None:
+        """A start dropped because its instance was running would otherwise be re-sent by the
+        jump-start manager for ever, and could start the instance again once it had finished."""
+        if self._forget_start is None:
             return
+        for instance_id, execution_id in plan.dropped_starts:
+            _log.info("start of %s execution %s dropped: the instance is running", instance_id, execution_id)
+            self._later(
+                f"forget the dropped start of {instance_id}", self._forget_start(instance_id, execution_id)
+            )
+
+    def _later(self, what: str, work: Awaitable[Any]) -> None:
+        """Best-effort clean-up after an episode, off the session's path."""
 
         async def run() -> None:
             try:
-                await delete(plan.obsolete_chunks)
+                await work
             except Exception as exc:
-                _log.debug("could not delete obsolete history chunks of %s: %s", plan.instance_id, exc)
+                _log.debug("could not %s: %s", what, exc)
 
         task = asyncio.create_task(run())
         self._background.add(task)

@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from rtkit import new_instance_id, of_type, output
+from rtkit import new_instance_id, of_type, output, wait_until
 
 from dtf_sb import OrchestrationAlreadyExistsError, OrchestrationContext, OrchestrationStatus
 from dtf_sb.core.codec import encode_payload, encode_task_message
@@ -64,5 +64,37 @@ async def test_recorded_but_unsent_start_is_sent_by_the_jump_start_manager(
     assert state.status == OrchestrationStatus.COMPLETED
     assert output(state) == "Welcome Bob"
     assert state.execution_id == execution_id
+    history = await client.get_orchestration_history(iid)
+    assert len(of_type(history, ExecutionStartedEvent)) == 1
+
+
+async def awaiting_go(ctx: OrchestrationContext, _: Any) -> str:
+    return await ctx.wait_for_external_event("go")
+
+
+async def test_a_start_dropped_because_the_instance_runs_leaves_no_jump_start_record(
+    start_worker: Any, hub: HubConnection, client: Any, worker_options: Any
+) -> None:
+    # Otherwise the record would be re-sent every ignore window, and once the instance had finished
+    # (and the broker's duplicate window passed) the copy would start it again.
+    await start_worker([awaiting_go], [], worker_options=worker_options)
+    iid = await client.schedule_new_orchestration(awaiting_go, instance_id=new_instance_id("dropped"))
+    running = await client.wait_for_orchestration_start(iid, timeout=TIMEOUT)
+    await client.schedule_new_orchestration(awaiting_go, instance_id=iid, dedupe_statuses=[])
+
+    store = HubStore(hub.options, connection_string=hub.storage_connection_string)
+    try:
+
+        async def no_records() -> bool:
+            return not await store.instances.get_jump_starts(iid)
+
+        await wait_until(no_records, timeout=TIMEOUT, what="the dropped start's jump-start record to go")
+    finally:
+        await store.close()
+
+    await client.raise_orchestration_event(iid, "go", data="once")
+    state = await client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
+    assert state.execution_id == running.execution_id
+    assert output(state) == "once"
     history = await client.get_orchestration_history(iid)
     assert len(of_type(history, ExecutionStartedEvent)) == 1
