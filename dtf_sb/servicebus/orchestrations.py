@@ -193,7 +193,9 @@ class OrchestrationDispatcher(SessionDispatcher):
                 backoff,
             )
             self.pause(backoff)
-            await _abandon_all(receiver, batch)
+            # Not abandoned: the session is let go at once, which gives the messages back (counting one
+            # delivery). An abandon first would count two per round, since the still-open link takes the
+            # abandoned message again before it closes, halving the retries before dead-lettering.
             return False
         except asyncio.CancelledError:
             await _abandon_all(receiver, batch)

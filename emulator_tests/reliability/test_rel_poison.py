@@ -149,7 +149,7 @@ def _deliveries(emulator: Any, queue: str) -> int:
 
 @pytest.mark.parametrize("lacking", ["orchestrator", "activity"])
 async def test_work_for_code_this_worker_lacks_is_retried_with_backoff_not_dead_lettered(
-    hub: HubConnection, emulator: Any, lacking: str
+    hub: HubConnection, emulator: Any, lacking: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     values, expected = _good_instance()
     options = replace(WORKER_OPTIONS, type_missing_backoff=LACKING_BACKOFF)
@@ -172,6 +172,12 @@ async def test_work_for_code_this_worker_lacks_is_retried_with_backoff_not_dead_
             deliveries = await asyncio.to_thread(_deliveries, emulator, queue)
             # ...with back-off: a tight retry loop would have spent all ten deliveries by now.
             assert 2 <= deliveries < hub.options.max_delivery_count - 1, deliveries
+            # each round of back-off costs one delivery, so every one of the ten is a real retry
+            rounds = sum(
+                "accepting no sessions" in r.getMessage() or "receiving nothing" in r.getMessage()
+                for r in caplog.records
+            )
+            assert deliveries <= rounds, (deliveries, rounds)
             assert not await _dead_letters(hub)
             state = await client.get_orchestration_state(instance_id)
             assert state is None or not state.status.is_terminal
