@@ -68,6 +68,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         max_concurrent_orchestrations=args.max_orchestrations,
         max_concurrent_activities=args.max_activities,
         extended_session_idle_seconds=args.extended_sessions,
+        session_hold_seconds=args.session_hold,
         orchestration_accept_concurrency=args.accept_concurrency,
         tracking_accept_concurrency=max(1, args.accept_concurrency // 2),
     )
@@ -118,20 +119,27 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
         if args.concurrent:
             hub = env.hub("bench-conc")
-            async with hub.worker(**code, worker_options=worker_options), hub.client() as client:
+            async with hub.worker(**code, worker_options=worker_options) as worker, hub.client() as client:
                 started = time.perf_counter()
                 ids = await asyncio.gather(
                     *(client.schedule_new_orchestration(three_steps, input=i) for i in range(args.concurrent))
                 )
                 # one waiter at a time: K concurrent pollers would load the instance store (and this
                 # process, which also hosts the worker) more than the orchestrations themselves
-                states = [await client.wait_for_orchestration_completion(i, timeout=args.timeout) for i in ids]
+                states = [
+                    await client.wait_for_orchestration_completion(i, timeout=args.timeout) for i in ids
+                ]
                 elapsed = time.perf_counter() - started
                 assert all(s.output == str(i + 3) for i, s in enumerate(states))
+                stats = worker.stats()
             figures.update(
                 concurrent_orchestrations=args.concurrent,
                 concurrent_seconds=round(elapsed, 3),
                 concurrent_orchestrations_per_s=round(args.concurrent / elapsed, 2),
+                concurrent_episodes=stats.orchestration_episodes,
+                concurrent_sessions_accepted=stats.orchestration_sessions_accepted,
+                concurrent_peak_accepts=stats.orchestration_peak_accepts,
+                concurrent_tracking_sessions_accepted=stats.tracking_sessions_accepted,
             )
             print(
                 f"(c) {args.concurrent} concurrent three-activity orchestrations: {elapsed:.2f} s, "
@@ -151,6 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-orchestrations", type=int, default=100)
     parser.add_argument("--max-activities", type=int, default=50)
     parser.add_argument("--extended-sessions", type=float, default=0.0, metavar="SECONDS")
+    parser.add_argument(
+        "--session-hold",
+        type=float,
+        default=WorkerOptions().session_hold_seconds,
+        metavar="SECONDS",
+        help="how long a session is kept after an episode for the instance's next message (0 = off)",
+    )
     parser.add_argument(
         "--accept-concurrency",
         type=int,
