@@ -122,6 +122,13 @@ class WorkerOptions:
     tracking_accept_concurrency: int = 1
     max_tracking_accept_concurrency: int = 6
     receive_timeout: float = 5.0
+    receive_poll_interval: float = 0.02
+    """How long the SDK's receive loop waits on the socket per poll (its ``socket_timeout``).
+
+    The SDK reads one frame per poll and checks its deadlines only between polls, so a receive that
+    is gathering a batch returns up to this long after the message that ends it arrived: every hop of
+    an activity or its result pays it. Lower is faster per step and costs more idle CPU (about 1.5 %
+    of a core for an idle worker at 0.05 s, 5 % at 0.01 s on the embedded emulator)."""
     """Seconds a dispatcher waits for a session or message before polling again (and noticing stop)."""
     transient_backoff: float = 1.0
     """First delay after a transient fetch error (connection loss); doubles up to ``max_backoff``."""
@@ -165,6 +172,8 @@ class WorkerOptions:
                 raise ValueError(f"{name} must be at least 1")
         if self.receive_timeout <= 0:
             raise ValueError("receive_timeout must be positive")
+        if not 0 < self.receive_poll_interval <= 1:
+            raise ValueError("receive_poll_interval must be above 0 and at most 1 second")
         if self.activity_thread_pool_size < 1:
             raise ValueError("activity_thread_pool_size must be at least 1")
         if self.extended_session_idle_seconds < 0:

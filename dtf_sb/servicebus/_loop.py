@@ -92,8 +92,8 @@ class Backoff:
 
 
 # The SDK polls its socket with this timeout (default 0.2 s) and checks receive deadlines and
-# settlement echoes only between polls, which puts a floor of one poll under every receive and
-# complete; a shorter poll trades a little idle CPU for that latency.
+# settlement echoes only between polls, which puts a floor of one poll under every send; a shorter
+# poll trades a little idle CPU for that latency. Receivers take WorkerOptions.receive_poll_interval.
 SOCKET_TIMEOUT = 0.05
 
 

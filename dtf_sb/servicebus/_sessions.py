@@ -20,7 +20,7 @@ from typing import Any
 
 from azure.servicebus import NEXT_AVAILABLE_SESSION
 
-from ._loop import SOCKET_TIMEOUT, Backoff, is_no_session_available, is_transient, with_short_batch_linger
+from ._loop import Backoff, is_no_session_available, is_transient, with_short_batch_linger
 from .connection import ServiceBusConnection, redact
 
 __all__ = ["SessionDispatcher"]
@@ -47,6 +47,7 @@ class SessionDispatcher:
         accept_concurrency: int = 1,
         max_accept_concurrency: int = 1,
         receive_timeout: float,
+        poll_interval: float = 0.05,
         transient_backoff: float,
         max_backoff: float,
         logger: logging.Logger,
@@ -56,6 +57,7 @@ class SessionDispatcher:
         self._queue = queue
         self._slots = asyncio.Semaphore(max_concurrent)
         self._receive_timeout = receive_timeout
+        self._poll_interval = poll_interval
         self._backoff = Backoff(transient_backoff, max_backoff)
         self._log = logger
         self._stopping = asyncio.Event()
@@ -237,7 +239,7 @@ class SessionDispatcher:
                         max_wait_time=self._receive_timeout
                         if surge
                         else max(self._receive_timeout, _ACCEPT_WAIT),
-                        socket_timeout=SOCKET_TIMEOUT,
+                        socket_timeout=self._poll_interval,
                     )
                 )
                 started = loop.time()

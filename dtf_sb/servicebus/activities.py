@@ -32,7 +32,7 @@ from ..core.messages import TaskMessage
 from ..core.registry import Registry
 from ..middleware import DispatchContext, DispatchMiddleware, run_pipeline
 from ..options import TaskHubOptions, WorkerOptions
-from ._loop import SOCKET_TIMEOUT, Backoff, is_transient, renew_message_lock_while, with_short_batch_linger
+from ._loop import Backoff, is_transient, renew_message_lock_while, with_short_batch_linger
 from ._outbound import Outbound
 from ._senders import SenderPool
 from .connection import ServiceBusConnection, redact
@@ -139,7 +139,7 @@ class ActivityDispatcher:
                             client.get_queue_receiver(
                                 self._options.worker_queue,
                                 max_wait_time=self._worker_options.receive_timeout,
-                                socket_timeout=SOCKET_TIMEOUT,
+                                socket_timeout=self._worker_options.receive_poll_interval,
                             )
                         )
                         await receiver.__aenter__()

@@ -93,6 +93,7 @@ class OrchestrationDispatcher(SessionDispatcher):
             accept_concurrency=worker_options.orchestration_accept_concurrency,
             max_accept_concurrency=worker_options.max_orchestration_accept_concurrency,
             receive_timeout=worker_options.receive_timeout,
+            poll_interval=worker_options.receive_poll_interval,
             transient_backoff=worker_options.transient_backoff,
             max_backoff=worker_options.max_backoff,
             logger=_log,

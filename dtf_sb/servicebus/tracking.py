@@ -108,6 +108,7 @@ class TrackingDispatcher(SessionDispatcher):
             accept_concurrency=worker_options.tracking_accept_concurrency,
             max_accept_concurrency=worker_options.max_tracking_accept_concurrency,
             receive_timeout=worker_options.receive_timeout,
+            poll_interval=worker_options.receive_poll_interval,
             transient_backoff=worker_options.transient_backoff,
             max_backoff=worker_options.max_backoff,
             logger=logging.getLogger("dtf_sb.servicebus.tracking"),

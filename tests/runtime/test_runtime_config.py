@@ -58,6 +58,12 @@ def test_accept_concurrency_below_one_is_refused(field: str) -> None:
         WorkerOptions(**{field: 0})
 
 
+@pytest.mark.parametrize("value", [0.0, -0.1, 5.0])
+def test_a_receive_poll_interval_outside_zero_to_one_second_is_refused(value: float) -> None:
+    with pytest.raises(ValueError, match="receive_poll_interval"):
+        WorkerOptions(receive_poll_interval=value)
+
+
 def test_one_tls_context_serves_every_service_bus_client() -> None:
     connection = ServiceBusConnection(connection_string=CONNECTION)
     first, second = connection.client(), connection.client()
