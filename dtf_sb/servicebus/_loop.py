@@ -104,14 +104,37 @@ def _session_renew_interval(lock_duration: float) -> float:
     return min(30.0, max(5.0, lock_duration - 30.0))
 
 
+# A renewal loop is stopped by a flag as well as by cancellation. Python 3.11's ``asyncio.wait_for``
+# (which the SDK wraps around its requests, and pyamqp around every socket read) returns the inner
+# result and drops the cancellation when both arrive in the same loop iteration; a loop relying on
+# ``cancel()`` alone then goes on renewing for ever, the block that started it waits for it for ever,
+# and the session stays locked to a worker that is done with it: its next message (a timer, an
+# activity result) reaches nobody until the process dies. Stopping waits only briefly for a renewal
+# in flight; one whose cancellation was lost sees the flag when its request returns.
+_STOP_WAIT = 5.0
+
+
+async def _stopped(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait ``seconds`` or until ``stop`` is set; True when the loop must end."""
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    return stop.is_set()
+
+
+async def _stop(task: asyncio.Task[None], stop: asyncio.Event) -> None:
+    stop.set()
+    task.cancel()
+    await asyncio.wait({task}, timeout=_STOP_WAIT)
+
+
 @contextlib.asynccontextmanager
 async def renew_session_lock_while(receiver: Any, lock_duration: float, *, what: str) -> AsyncIterator[None]:
     """Keep the receiver's session lock alive for the duration of the block."""
+    stop = asyncio.Event()
 
     async def loop() -> None:
         interval = _session_renew_interval(lock_duration)
-        while True:
-            await asyncio.sleep(interval)
+        while not await _stopped(stop, interval):
             try:
                 await receiver.session.renew_lock()
             except asyncio.CancelledError:
@@ -125,9 +148,7 @@ async def renew_session_lock_while(receiver: Any, lock_duration: float, *, what:
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        await _stop(task, stop)
 
 
 @contextlib.asynccontextmanager
@@ -138,11 +159,11 @@ async def renew_message_lock_while(
 
     margin = min(30.0, lock_duration / 2)
     check = min(5.0, max(0.5, lock_duration / 4))
+    stop = asyncio.Event()
 
     async def loop() -> None:
         locked_until = time.monotonic() + lock_duration
-        while True:
-            await asyncio.sleep(check)
+        while not await _stopped(stop, check):
             if time.monotonic() < locked_until - margin:
                 continue
             try:
@@ -160,9 +181,7 @@ async def renew_message_lock_while(
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        await _stop(task, stop)
 
 
 # After the first message of a receive call the SDK keeps pulling for a fixed 0.2 s (the receiver's
