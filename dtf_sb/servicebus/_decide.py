@@ -58,7 +58,14 @@ class EpisodeDecider:
         runtime = loaded.runtime_state() if loaded is not None else None
         kept, dropped = filter_new_events(runtime or OrchestrationRuntimeState(), task_messages)
         for item, reason in dropped:
-            _log.debug("instance %s: dropping %s (%s)", session_id, type(item.event).__name__, reason)
+            # Duplicates are routine; a message for an instance with no ExecutionStarted is discarded
+            # for good, which is only right if the instance never existed or was purged: say so.
+            level = (
+                logging.WARNING
+                if runtime is None or runtime.execution_started_event is None
+                else logging.DEBUG
+            )
+            _log.log(level, "instance %s: dropping %s (%s)", session_id, type(item.event).__name__, reason)
         result: OrchestratorResult | None = None
         if kept:
             instance_id = (runtime.instance_id if runtime else None) or kept[
