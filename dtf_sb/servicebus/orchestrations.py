@@ -9,8 +9,9 @@ After an episode the session is kept while more messages are immediately availab
 ``WorkerOptions.session_hold_seconds`` (or ``extended_session_idle_seconds``, if longer) waiting for
 the next one: an activity result that comes back within the hold costs no new session accept. The
 loaded history stays in memory meanwhile, so the next episode skips reading session state and
-chunks; it replays as usual unless extended sessions also keep the orchestrator alive. Losing the lock, an error or the idle window ending simply drops that memory: the next
-episode on any worker reloads from session state.
+chunks; it replays as usual unless extended sessions also keep the orchestrator alive. Losing the
+lock, an error or the hold ending simply drops that memory: the next episode on any worker reloads
+from session state.
 
 Failures: an undecodable message is dead-lettered (reason ``MalformedMessage``) and the rest of the
 batch proceeds; an orchestrator this worker does not have abandons the batch after
