@@ -89,7 +89,8 @@ async def test_a_backlog_of_sessions_surges_the_pending_accepts_which_then_fall_
 
     stats = worker.stats()
     assert stats.orchestration_sessions_accepted >= 30
-    assert 1 < stats.orchestration_peak_accepts <= 4
+    assert stats.orchestration_peak_accepts > 1, "the backlog never added an accept"
+    assert stats.orchestration_peak_accepts <= 4
 
     async def settled() -> bool:
         return worker.stats().orchestration_pending_accepts == 1
