@@ -312,6 +312,12 @@ def test_arbitrary_field_values_only_raise_decode_error(code: int, fields: list[
     assert described_to_performative(decode(encode(performative_to_described(value)))[0]) == value
 
 
+def test_a_fields_map_with_a_non_ascii_key_is_refused_on_decode() -> None:
+    # modified (0x27) carries message-annotations as a fields map, whose keys are symbols
+    with pytest.raises(DecodeError, match="symbols"):
+        described_to_performative(Described(ULong(0x27), [None, None, {"\x80": None}]))
+
+
 def test_only_composites_can_be_converted() -> None:
     with pytest.raises(TypeError):
         performative_to_described("open")

@@ -134,6 +134,15 @@ def _check_map(value: Any) -> dict[Any, Any]:
     return value
 
 
+def _check_symmap(value: Any) -> dict[Any, Any]:
+    """A ``fields`` map: its text keys are symbols, so they must be ASCII to be written back."""
+    mapping = _check_map(value)
+    for key in mapping:
+        if isinstance(key, str) and not key.isascii():
+            raise DecodeError(f"map keys of a fields value are symbols (ASCII), got {key!r}")
+    return mapping
+
+
 def _symbols_to_wire(value: Any) -> Array:
     if isinstance(value, str):
         value = (value,)
@@ -192,7 +201,7 @@ _KINDS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
     "symbols": (_symbols_to_wire, _symbols_from_wire),
     "binary": (bytes, _check_binary),
     "map": (_identity, _check_map),
-    "symmap": (_symmap_to_wire, _check_map),
+    "symmap": (_symmap_to_wire, _check_symmap),
     "composite": (_composite_to_wire, _composite_from_wire),
     "any": (_identity, _identity),
 }
