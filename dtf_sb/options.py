@@ -128,8 +128,9 @@ class WorkerOptions:
     The SDK reads one frame per poll and checks its deadlines only between polls, so a receive that
     is gathering a batch returns up to this long after the message that ends it arrived: every hop of
     an activity or its result pays it. Lower is faster per step and costs more idle CPU: an idle
-    worker with the embedded emulator in its process used about 1.5 % of a core at 0.05 s, 3 % at
-    0.02 s and 5 % at 0.01 s (a sequential step took about 120, 70 and 55 ms)."""
+    worker with the embedded emulator in its process used about 2 % of a core at 0.05 s, 4 % at
+    0.02 s and 6.5 % at 0.01 s (``benchmarks/idle_cpu.py``); a sequential step took about 120, 70
+    and 55 ms (``benchmarks/throughput.py``)."""
     """Seconds a dispatcher waits for a session or message before polling again (and noticing stop)."""
     transient_backoff: float = 1.0
     """First delay after a transient fetch error (connection loss); doubles up to ``max_backoff``."""
