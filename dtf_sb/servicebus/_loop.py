@@ -33,6 +33,7 @@ __all__ = [
     "is_lock_lost",
     "is_no_session_available",
     "is_transient",
+    "pin_session",
     "renew_message_lock_while",
     "renew_session_lock_while",
 ]
@@ -197,4 +198,35 @@ def with_short_batch_linger(receiver: Any) -> Any:
     if hasattr(receiver, "_further_pull_receive_timeout"):
         factor = getattr(getattr(receiver, "_amqp_transport", None), "TIMEOUT_FACTOR", 1)
         receiver._further_pull_receive_timeout = _BATCH_LINGER * factor
+    return receiver
+
+
+def pin_session(receiver: Any) -> Any:
+    """Make an accepted session receiver fail, rather than accept its session again, once its link closes.
+
+    After a retryable error the SDK closes the receiver's link and, on the next call or its own retry,
+    opens a new one to the same session id (only a connection error or a lost lock, seen while the link
+    is still open, marks the session lost). The broker gives the session up when the first link goes,
+    so another worker may take it and move the instance on before the second link locks it again:
+    history this worker read before (and keeps between episodes) is stale then, and writing it as the
+    session state would erase the other worker's episodes. A pinned receiver raises
+    ``SessionLockLostError`` instead of opening again; the dispatcher then accepts afresh and reloads.
+    A no-op on SDKs without the private ``_open``.
+    """
+    open_link = getattr(receiver, "_open", None)
+    if open_link is None or not getattr(receiver, "_running", False):
+        return receiver
+
+    async def open_once(*args: Any, **kwargs: Any) -> None:
+        if receiver._running:
+            return await open_link(*args, **kwargs)
+        session = getattr(receiver, "_session", None)
+        if session is not None:
+            session._lock_lost = True
+        raise SessionLockLostError(
+            message="The link of this session receiver closed, which gives up the session lock; "
+            "accept the session again (and read its state again) to go on."
+        )
+
+    receiver._open = open_once
     return receiver

@@ -20,7 +20,7 @@ from typing import Any
 
 from azure.servicebus import NEXT_AVAILABLE_SESSION
 
-from ._loop import Backoff, is_no_session_available, is_transient, with_short_batch_linger
+from ._loop import Backoff, is_no_session_available, is_transient, pin_session, with_short_batch_linger
 from .connection import ServiceBusConnection, redact
 
 __all__ = ["SessionDispatcher"]
@@ -279,6 +279,7 @@ class SessionDispatcher:
                 )
                 await self._sleep(delay)
                 continue
+            pin_session(receiver)
             self._backoff.reset()
             self.sessions_accepted += 1
             if loop.time() - started < _BACKLOG_SIGN:

@@ -1,4 +1,5 @@
-"""How the worker uses sessions: held after an episode, given up under pressure, accepted in surges.
+"""How the worker uses sessions: held after an episode, given up under pressure, accepted in surges,
+and never taken back silently by the SDK once lost.
 
 Opening a session receiver costs the Python SDK a new connection and about half a second of its own
 polling, so the dispatchers avoid accepts where they can (a held session takes the instance's next
@@ -10,9 +11,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
+import pytest
+from azure.servicebus.aio import ServiceBusClient
+from azure.servicebus.exceptions import SessionLockLostError
 from rtkit import output, status_when, wait_until
 
 from dtf_sb import OrchestrationContext, OrchestrationStatus
+from dtf_sb.servicebus._loop import pin_session
 
 TIMEOUT = 30
 
@@ -96,3 +101,36 @@ async def test_a_backlog_of_sessions_surges_the_pending_accepts_which_then_fall_
         return worker.stats().orchestration_pending_accepts == 1
 
     await wait_until(settled, timeout=TIMEOUT, what="the surge of accepts to end")
+
+
+@pytest.mark.parametrize("pinned", [True, False], ids=["pinned", "sdk-default"])
+async def test_a_session_receiver_whose_link_closed_does_not_take_its_session_back(hub, pinned: bool) -> None:
+    # After a retryable error the SDK closes the receiver's link (which gives the session up) and opens a
+    # new one to the same session on the next call. If another worker moved the instance on in between,
+    # a write of what the first receiver held would erase that work. Accepted sessions are pinned: the
+    # call fails instead. The unpinned case shows the SDK behaviour the pin exists for.
+    queue, session_id = hub.options.orchestrator_queue, "pinned-session"
+    async with ServiceBusClient.from_connection_string(hub.servicebus_connection_string) as sb:
+        first = sb.get_queue_receiver(queue, session_id=session_id)
+        await first.__aenter__()
+        try:
+            if pinned:
+                pin_session(first)
+            await first.session.set_state(b"episode 1")
+            await first._close_handler()  # what the SDK does on a retryable error
+
+            async with sb.get_queue_receiver(queue, session_id=session_id) as other:
+                assert await other.session.get_state() == b"episode 1"
+                await other.session.set_state(b"episodes 1-2")
+
+            if pinned:
+                with pytest.raises(SessionLockLostError):
+                    await first.session.set_state(b"stale")
+            else:
+                await first.session.set_state(b"stale")
+        finally:
+            await first.close()
+
+        async with sb.get_queue_receiver(queue, session_id=session_id) as after:
+            assert await after.session.get_state() == (b"episodes 1-2" if pinned else b"stale")
+            await after.session.set_state(None)
