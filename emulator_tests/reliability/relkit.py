@@ -171,6 +171,45 @@ class SessionStateLog:
         return [w.size for w in self.snapshot() if w.session_id.lower() == session_id.lower() and w.size]
 
 
+def regressed_writes(writes: Iterable[StateWrite]) -> list[str]:
+    """Session-state writes that drop history an earlier write of the same session had (empty is the goal).
+
+    History only grows within a session: each write's events must begin with the previous write's. A
+    write that does not was made from a stale copy (a worker writing what it read under a lock it had
+    lost) and erased the episodes in between. A cleared state, chunked histories and a new execution
+    (continue-as-new) start the comparison afresh.
+    """
+    last: dict[str, list[Any]] = {}
+    out: list[str] = []
+    for write in writes:
+        key = write.session_id.lower()
+        if write.data is None:
+            last.pop(key, None)
+            continue
+        doc = orjson.loads(decompress(write.data))
+        if doc.get("chunks"):
+            last.pop(key, None)
+            continue
+        events = doc["tail"]
+        before = last.get(key)
+        if before and events[: len(before)] != before and _execution(events) == _execution(before):
+            kept = next(
+                (i for i, (a, b) in enumerate(zip(before, events, strict=False)) if a != b), len(events)
+            )
+            out.append(
+                f"{write.session_id}: {len(events)} events written over {len(before)}, which differ from #{kept}"
+            )
+        last[key] = events
+    return out
+
+
+def _execution(encoded: list[Any]) -> str | None:
+    for event in map(event_from_dict, encoded):
+        if isinstance(event, ExecutionStartedEvent):
+            return event.orchestration_instance.execution_id
+    return None
+
+
 def session_events(data: bytes) -> tuple[list[HistoryEvent], int]:
     """The history tail held in an encoded session state, and how many events sit in blob chunks."""
     doc = orjson.loads(decompress(data))

@@ -34,6 +34,7 @@ from relkit import (
     activity_runs,
     duplicate_events,
     leftover_messages,
+    regressed_writes,
     session_events,
     wait_for,
 )
@@ -277,6 +278,7 @@ class StormReport:
     lost_instances: list[str] = field(default_factory=list)
     wrong_results: list[str] = field(default_factory=list)
     duplicated_history_events: list[str] = field(default_factory=list)
+    regressed_session_states: list[str] = field(default_factory=list)
     extra_activity_runs: int = 0
     missing_activity_runs: int = 0
     leftover_messages: dict[str, Any] = field(default_factory=dict)
@@ -295,6 +297,7 @@ class StormReport:
             "lost_instances": len(self.lost_instances),
             "wrong_results": len(self.wrong_results),
             "duplicated_history_events": len(self.duplicated_history_events),
+            "regressed_session_states": len(self.regressed_session_states),
             "extra_activity_runs": self.extra_activity_runs,
             "missing_activity_runs": self.missing_activity_runs,
             "leftover_messages": {q: list(c) for q, c in self.leftover_messages.items()},
@@ -309,6 +312,7 @@ class StormReport:
         out = [f"lost: {i}" for i in self.lost_instances]
         out += [f"wrong result: {w}" for w in self.wrong_results]
         out += [f"duplicated: {d}" for d in self.duplicated_history_events]
+        out += [f"history erased by a stale write: {r}" for r in self.regressed_session_states]
         out += [f"left in {q}: {c}" for q, c in self.leftover_messages.items()]
         out += [f"worker died unexpectedly: {e}" for e in self.unexpected_exits]
         if self.missing_activity_runs:
@@ -462,6 +466,7 @@ async def run_storm(
         states.uninstall()
     writes = states.snapshot()
     report.session_state_writes = len(writes)
+    report.regressed_session_states = regressed_writes(writes)
     for write in writes:
         if write.data is None:
             continue
