@@ -171,6 +171,150 @@ class SessionStateLog:
         return [w.size for w in self.snapshot() if w.session_id.lower() == session_id.lower() and w.size]
 
 
+@dataclass
+class BrokerJournal:
+    """What the broker did with one session queue's messages, session by session, for post-mortems.
+
+    Installed like :class:`SessionStateLog` (wrapping broker operations on the emulator's loop). When
+    an instance is lost, :meth:`story` tells who sent, received, settled and locked each of its
+    messages, and when, which the queues (empty by then) no longer can.
+    """
+
+    emulator: EmulatorThread
+    queue: str
+    entries: list[tuple[float, str, str, str]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _replaced: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def install(cls, emulator: EmulatorThread, queue: str) -> BrokerJournal:
+        journal = cls(emulator, queue)
+        emulator.call(journal._install)
+        return journal
+
+    def _note(self, session_id: Any, op: str, detail: str) -> None:
+        with self._lock:
+            self.entries.append((time.time(), str(session_id or "").lower(), op, detail))
+
+    def _install(self) -> None:
+        broker = self.emulator.emulator.broker
+        watched = self.queue.lower()
+
+        def mine(path: str) -> bool:
+            return path.lower() == watched
+
+        def who(owner: Any) -> str:
+            return str(getattr(owner, "name", None) or f"owner-{id(owner):x}")[:12]
+
+        def by_token(path: str, token: Any) -> Any:
+            store = broker._store(path)
+            seq = store.by_token.get(token)
+            return store.messages.get(seq) if seq is not None else None
+
+        def sent(op: str) -> Callable[..., Any]:
+            original = getattr(broker, op)
+
+            def wrapper(path: str, messages: list[Any], *args: Any, **kwargs: Any) -> Any:
+                result = original(path, messages, *args, **kwargs)
+                if mine(path):
+                    for msg, seq in zip(messages, result, strict=False):
+                        self._note(msg.session_id, op, f"{msg.message_id} -> {seq}")
+                return result
+
+            return wrapper
+
+        original_receive = broker.receive
+
+        def receive(path: str, **kwargs: Any) -> Any:
+            result = original_receive(path, **kwargs)
+            if mine(path):
+                for msg in result:
+                    self._note(msg.session_id, "receive", f"{msg.message_id} by {who(kwargs.get('owner'))}")
+            return result
+
+        def settled(op: str) -> Callable[..., Any]:
+            original = getattr(broker, op)
+
+            def wrapper(path: str, token: Any, *args: Any, **kwargs: Any) -> Any:
+                msg = by_token(path, token) if mine(path) else None
+                try:
+                    result = original(path, token, *args, **kwargs)
+                except Exception as exc:
+                    if mine(path):
+                        self._note(getattr(msg, "session_id", None), op, f"{token} refused: {exc}")
+                    raise
+                if msg is not None:
+                    self._note(msg.session_id, op, str(msg.message_id))
+                return result
+
+            return wrapper
+
+        def session_op(op: str) -> Callable[..., Any]:
+            original = getattr(broker, op)
+
+            def wrapper(path: str, session_id: Any, owner: Any, *args: Any) -> Any:
+                try:
+                    result = original(path, session_id, owner, *args)
+                except Exception as exc:
+                    if mine(path):
+                        self._note(session_id, op, f"by {who(owner)} refused: {type(exc).__name__}")
+                    raise
+                if mine(path):
+                    sid = getattr(result, "session_id", None) or session_id
+                    extra = ""
+                    if op == "set_session_state":
+                        extra = f" ({len(args[0]) if args and args[0] else 0} bytes)"
+                    if sid is not None and (op != "accept_session" or result is not None):
+                        self._note(sid, op, f"by {who(owner)}{extra}")
+                return result
+
+            return wrapper
+
+        original_lose = broker._lose_session
+
+        def lose(store: Any, record: Any, now: float) -> None:
+            if mine(store.path):
+                self._note(record.session_id, "session lost", f"by {who(record.owner)}")
+            original_lose(store, record, now)
+
+        wrappers: dict[str, Callable[..., Any]] = {
+            "send": sent("send"),
+            "schedule": sent("schedule"),
+            "receive": receive,
+            "complete": settled("complete"),
+            "abandon": settled("abandon"),
+            "dead_letter": settled("dead_letter"),
+            "accept_session": session_op("accept_session"),
+            "release_session": session_op("release_session"),
+            "set_session_state": session_op("set_session_state"),
+            "_lose_session": lose,
+        }
+        for name, wrapper in wrappers.items():
+            self._replaced[name] = vars(broker).get(name)
+            setattr(broker, name, wrapper)
+
+    def uninstall(self) -> None:
+        def remove() -> None:
+            broker = self.emulator.emulator.broker
+            for name, before in self._replaced.items():
+                if before is None:
+                    vars(broker).pop(name, None)
+                else:
+                    setattr(broker, name, before)
+
+        self.emulator.call(remove)
+
+    def story(self, session_id: str) -> list[str]:
+        """The journal of one session, one line per broker operation, times relative to the first."""
+        key = session_id.lower()
+        with self._lock:
+            mine = [e for e in self.entries if e[1] == key]
+        if not mine:
+            return []
+        start = mine[0][0]
+        return [f"{t - start:8.3f} {op} {detail}" for t, _, op, detail in mine]
+
+
 def regressed_writes(writes: Iterable[StateWrite]) -> list[str]:
     """Session-state writes that drop history an earlier write of the same session had (empty is the goal).
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import worker_proc
 from relkit import (
+    BrokerJournal,
     SessionStateLog,
     activity_runs,
     duplicate_events,
@@ -371,6 +372,7 @@ async def run_storm(
     started = time.monotonic()
     activity_log = workdir / "activities.log"
     states = SessionStateLog.install(emulator, hub.options.orchestrator_queue)
+    journal = BrokerJournal.install(emulator, hub.options.orchestrator_queue)
     fleet = WorkerFleet(
         hub,
         workdir=workdir,
@@ -463,7 +465,9 @@ async def run_storm(
             await _audit(client, inputs, report, activity_log)
     finally:
         await fleet.stop()
+        journal.uninstall()
         states.uninstall()
+    _write_post_mortems(report, journal, workdir)
     writes = states.snapshot()
     report.session_state_writes = len(writes)
     report.regressed_session_states = regressed_writes(writes)
@@ -482,6 +486,20 @@ async def run_storm(
     report.unexpected_exits = fleet.unexpected_exits
     report.seconds = time.monotonic() - started
     return report
+
+
+def _write_post_mortems(report: StormReport, journal: BrokerJournal, workdir: Path) -> None:
+    """For each lost instance, the broker's account of its session (and its children's) to a file."""
+    for i, entry in enumerate(report.lost_instances):
+        instance_id = entry.split(" ", 1)[0]
+        sessions = sorted({sid for _, sid, _, _ in journal.entries if sid.startswith(instance_id.lower())})
+        path = workdir / f"lost-{instance_id}.txt"
+        lines: list[str] = []
+        for sid in sessions:
+            lines.append(f"== session {sid}")
+            lines += journal.story(sid)
+        path.write_text("\n".join(lines) + "\n")
+        report.lost_instances[i] = f"{entry}, broker journal in {path}"
 
 
 async def _audit(client: Any, inputs: dict[str, int], report: StormReport, activity_log: Path) -> None:
