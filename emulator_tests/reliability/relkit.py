@@ -173,35 +173,42 @@ class SessionStateLog:
 
 @dataclass
 class BrokerJournal:
-    """What the broker did with one session queue's messages, session by session, for post-mortems.
+    """What the broker did with a hub's messages, instance by instance, for post-mortems.
 
-    Installed like :class:`SessionStateLog` (wrapping broker operations on the emulator's loop). When
-    an instance is lost, :meth:`story` tells who sent, received, settled and locked each of its
-    messages, and when, which the queues (empty by then) no longer can.
+    Installed like :class:`SessionStateLog` (wrapping broker operations on the emulator's loop) on the
+    given queues. Entries are keyed by session id, or for messages without one (activity work) by the
+    instance id that starts their message id. When an instance is lost, :meth:`story` tells who sent,
+    received, settled and locked each of its messages, and when, which the queues (empty by then) no
+    longer can.
     """
 
     emulator: EmulatorThread
-    queue: str
+    queues: tuple[str, ...]
     entries: list[tuple[float, str, str, str]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _replaced: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def install(cls, emulator: EmulatorThread, queue: str) -> BrokerJournal:
-        journal = cls(emulator, queue)
+    def install(cls, emulator: EmulatorThread, *queues: str) -> BrokerJournal:
+        journal = cls(emulator, tuple(q.lower() for q in queues))
         emulator.call(journal._install)
         return journal
 
-    def _note(self, session_id: Any, op: str, detail: str) -> None:
+    def _note(self, path: str, msg: Any, session_id: Any, op: str, detail: str) -> None:
+        key = (
+            session_id
+            or getattr(msg, "session_id", None)
+            or str(getattr(msg, "message_id", "")).split(":")[0]
+        )
+        where = path.rsplit("/", 1)[-1]
         with self._lock:
-            self.entries.append((time.time(), str(session_id or "").lower(), op, detail))
+            self.entries.append((time.time(), str(key).lower(), op, f"[{where}] {detail}"))
 
     def _install(self) -> None:
         broker = self.emulator.emulator.broker
-        watched = self.queue.lower()
 
         def mine(path: str) -> bool:
-            return path.lower() == watched
+            return path.lower() in self.queues
 
         def who(owner: Any) -> str:
             return str(getattr(owner, "name", None) or f"owner-{id(owner):x}")[:12]
@@ -218,7 +225,7 @@ class BrokerJournal:
                 result = original(path, messages, *args, **kwargs)
                 if mine(path):
                     for msg, seq in zip(messages, result, strict=False):
-                        self._note(msg.session_id, op, f"{msg.message_id} -> {seq}")
+                        self._note(path, msg, None, op, f"{msg.message_id} -> {seq}")
                 return result
 
             return wrapper
@@ -229,7 +236,7 @@ class BrokerJournal:
             result = original_receive(path, **kwargs)
             if mine(path):
                 for msg in result:
-                    self._note(msg.session_id, "receive", f"{msg.message_id} by {who(kwargs.get('owner'))}")
+                    self._note(path, msg, None, "receive", f"{msg.message_id} by {who(kwargs.get('owner'))}")
             return result
 
         def settled(op: str) -> Callable[..., Any]:
@@ -241,10 +248,10 @@ class BrokerJournal:
                     result = original(path, token, *args, **kwargs)
                 except Exception as exc:
                     if mine(path):
-                        self._note(getattr(msg, "session_id", None), op, f"{token} refused: {exc}")
+                        self._note(path, msg, None, op, f"{getattr(msg, 'message_id', token)} refused: {exc}")
                     raise
                 if msg is not None:
-                    self._note(msg.session_id, op, str(msg.message_id))
+                    self._note(path, msg, None, op, str(msg.message_id))
                 return result
 
             return wrapper
@@ -257,15 +264,18 @@ class BrokerJournal:
                     result = original(path, session_id, owner, *args)
                 except Exception as exc:
                     if mine(path):
-                        self._note(session_id, op, f"by {who(owner)} refused: {type(exc).__name__}")
+                        self._note(
+                            path, None, session_id, op, f"by {who(owner)} refused: {type(exc).__name__}"
+                        )
                     raise
-                if mine(path):
-                    sid = getattr(result, "session_id", None) or session_id
+                sid = getattr(result, "session_id", None) or session_id
+                if mine(path) and sid is not None and (op != "accept_session" or result is not None):
                     extra = ""
                     if op == "set_session_state":
                         extra = f" ({len(args[0]) if args and args[0] else 0} bytes)"
-                    if sid is not None and (op != "accept_session" or result is not None):
-                        self._note(sid, op, f"by {who(owner)}{extra}")
+                    elif op == "get_session_state":
+                        extra = f" ({len(result) if result else 0} bytes)"
+                    self._note(path, None, sid, op, f"by {who(owner)}{extra}")
                 return result
 
             return wrapper
@@ -274,7 +284,7 @@ class BrokerJournal:
 
         def lose(store: Any, record: Any, now: float) -> None:
             if mine(store.path):
-                self._note(record.session_id, "session lost", f"by {who(record.owner)}")
+                self._note(store.path, None, record.session_id, "session lost", f"by {who(record.owner)}")
             original_lose(store, record, now)
 
         wrappers: dict[str, Callable[..., Any]] = {
@@ -283,9 +293,11 @@ class BrokerJournal:
             "receive": receive,
             "complete": settled("complete"),
             "abandon": settled("abandon"),
+            "release": settled("release"),
             "dead_letter": settled("dead_letter"),
             "accept_session": session_op("accept_session"),
             "release_session": session_op("release_session"),
+            "get_session_state": session_op("get_session_state"),
             "set_session_state": session_op("set_session_state"),
             "_lose_session": lose,
         }
@@ -304,9 +316,9 @@ class BrokerJournal:
 
         self.emulator.call(remove)
 
-    def story(self, session_id: str) -> list[str]:
-        """The journal of one session, one line per broker operation, times relative to the first."""
-        key = session_id.lower()
+    def story(self, key: str) -> list[str]:
+        """The journal of one session or instance, one line per operation, times relative to the first."""
+        key = key.lower()
         with self._lock:
             mine = [e for e in self.entries if e[1] == key]
         if not mine:

@@ -32,6 +32,7 @@ import worker_proc
 from relkit import (
     BrokerJournal,
     SessionStateLog,
+    StateWrite,
     activity_runs,
     duplicate_events,
     leftover_messages,
@@ -372,7 +373,7 @@ async def run_storm(
     started = time.monotonic()
     activity_log = workdir / "activities.log"
     states = SessionStateLog.install(emulator, hub.options.orchestrator_queue)
-    journal = BrokerJournal.install(emulator, hub.options.orchestrator_queue)
+    journal = BrokerJournal.install(emulator, hub.options.orchestrator_queue, hub.options.worker_queue)
     fleet = WorkerFleet(
         hub,
         workdir=workdir,
@@ -467,8 +468,8 @@ async def run_storm(
         await fleet.stop()
         journal.uninstall()
         states.uninstall()
-    _write_post_mortems(report, journal, workdir)
     writes = states.snapshot()
+    _write_post_mortems(report, journal, writes, workdir)
     report.session_state_writes = len(writes)
     report.regressed_session_states = regressed_writes(writes)
     for write in writes:
@@ -488,18 +489,36 @@ async def run_storm(
     return report
 
 
-def _write_post_mortems(report: StormReport, journal: BrokerJournal, workdir: Path) -> None:
-    """For each lost instance, the broker's account of its session (and its children's) to a file."""
+def _write_post_mortems(
+    report: StormReport, journal: BrokerJournal, writes: list[StateWrite], workdir: Path
+) -> None:
+    """For each lost instance, the broker's account of it (and its children) and every session state
+    written for it, to a file."""
     for i, entry in enumerate(report.lost_instances):
         instance_id = entry.split(" ", 1)[0]
-        sessions = sorted({sid for _, sid, _, _ in journal.entries if sid.startswith(instance_id.lower())})
+        keys = sorted({key for _, key, _, _ in journal.entries if key.startswith(instance_id.lower())})
         path = workdir / f"lost-{instance_id}.txt"
         lines: list[str] = []
-        for sid in sessions:
-            lines.append(f"== session {sid}")
-            lines += journal.story(sid)
+        for key in keys:
+            lines.append(f"== {key}")
+            lines += journal.story(key)
+            for n, write in enumerate(w for w in writes if w.session_id.lower() == key):
+                if write.data is None:
+                    lines.append(f"state write {n}: cleared")
+                    continue
+                events, chunked = session_events(write.data)
+                described = ", ".join(map(_describe, events))
+                lines.append(f"state write {n}: {write.size} bytes, {chunked} chunked, {described}")
         path.write_text("\n".join(lines) + "\n")
         report.lost_instances[i] = f"{entry}, broker journal in {path}"
+
+
+def _describe(event: Any) -> str:
+    ident = next(
+        (v for a in ("task_scheduled_id", "timer_id") if (v := getattr(event, a, None)) is not None),
+        event.event_id,
+    )
+    return f"{type(event).__name__.removesuffix('Event')}#{ident}"
 
 
 async def _audit(client: Any, inputs: dict[str, int], report: StormReport, activity_log: Path) -> None:
