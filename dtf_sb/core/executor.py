@@ -31,8 +31,12 @@ a replay followed by one episode, ``execute`` is ``start(...).result``.
   here, oldest first, and ``self`` describes the newest.
 
 Inside an episode every event is applied in order and the orchestrator runs inline until it waits again;
-a decision is recorded in history as soon as it is made, so a history always lists a decision after the
-input that caused it. Replay matches the decisions the code makes against those records by id and raises
+a decision is recorded in history as soon as it is made, so a history lists a decision after the
+input that caused it. An outcome (a task or sub-orchestration result, a timer firing) can still arrive
+before the decision it answers: an episode that crashed after sending its messages but before writing
+its state made the decision first, and its replay makes it again later (its messages are dropped as
+duplicates, so that first outcome is the only one). Such an early outcome is recorded where it arrived
+and kept until the orchestrator schedules its id, which it then completes at once, in replay as live. Replay matches the decisions the code makes against those records by id and raises
 ``NonDeterminismError`` (failing the instance) when the code now decides something else. Replay costs
 O(history): every lookup is a dict by id.
 """
@@ -50,7 +54,10 @@ from typing import Any
 from dtf_sb.core._decisions import MATCHING_ACTION, describe_action, describe_event, history_event_for
 from dtf_sb.core.actions import (
     CompleteOrchestrationAction,
+    CreateSubOrchestrationAction,
+    CreateTimerAction,
     OrchestratorAction,
+    ScheduleTaskAction,
 )
 from dtf_sb.core.codec import decode_payload, encode_payload
 from dtf_sb.core.context import ActionTask, OrchestrationContext, derive_execution_id
@@ -115,6 +122,16 @@ _PASS_WHILE_SUSPENDED = (
     EventSentEvent,
     ExecutionCompletedEvent,
 )
+
+
+# Which decision each kind of outcome answers.
+_ANSWERED_BY: dict[type, type] = {
+    TaskCompletedEvent: ScheduleTaskAction,
+    TaskFailedEvent: ScheduleTaskAction,
+    SubOrchestrationInstanceCompletedEvent: CreateSubOrchestrationAction,
+    SubOrchestrationInstanceFailedEvent: CreateSubOrchestrationAction,
+    TimerFiredEvent: CreateTimerAction,
+}
 
 
 class OrchestrationExecutor:
@@ -269,6 +286,9 @@ class OrchestrationSession:
             return  # code running after the execution ended (e.g. a finally block on terminate)
         if task is not None:
             self._open[action.id] = task
+            early = self._early.pop(action.id, None)
+            if early is not None:
+                self._deliver_early(action, early)
         if self.is_replaying:
             self._pending[action.id] = action
         else:
@@ -307,6 +327,7 @@ class OrchestrationSession:
         self._next_id = 0
         self._waiters: dict[str, deque[CompletableTask[Any]]] = {}
         self._buffered: dict[str, deque[EventRaisedEvent]] = {}
+        self._early: dict[int, HistoryEvent] = {}
         self._suspended = False
         self._suspended_queue: list[HistoryEvent] = []
         self._completion: CompleteOrchestrationAction | None = None
@@ -594,7 +615,31 @@ class OrchestrationSession:
             )
         )
 
+    def _is_early(self, action_id: int, event: HistoryEvent) -> bool:
+        """Keep an outcome for an id the orchestrator has not scheduled yet (ids are handed out in
+        order, so every id below ``_next_id`` has been); ``emit`` delivers it when the id is scheduled."""
+        if action_id < self._next_id:
+            return False
+        self._early.setdefault(action_id, event)
+        return True
+
+    def _deliver_early(self, action: OrchestratorAction, event: HistoryEvent) -> None:
+        if isinstance(action, _ANSWERED_BY[type(event)]):
+            self._handlers[type(event)](event)
+            return
+        # Only an episode that decided differently before it crashed can have sent this: the id now
+        # belongs to another kind of work, whose own outcome is awaited instead.
+        self._executor.logger.warning(
+            "orchestration %s: ignoring %s for id %d, which the orchestrator used for %s",
+            self.instance_id,
+            type(event).__name__,
+            action.id,
+            describe_action(action),
+        )
+
     def _on_task_completed(self, event: TaskCompletedEvent | SubOrchestrationInstanceCompletedEvent) -> None:
+        if self._is_early(event.task_scheduled_id, event):
+            return
         task = self._open.pop(event.task_scheduled_id, None)
         if task is None:
             return  # a result nobody waits for (DTF logs these as duplicates)
@@ -606,6 +651,8 @@ class OrchestrationSession:
         task.complete(convert(value, task.result_hint) if task.result_hint is not None else value)
 
     def _on_task_failed(self, event: TaskFailedEvent | SubOrchestrationInstanceFailedEvent) -> None:
+        if self._is_early(event.task_scheduled_id, event):
+            return
         task = self._open.pop(event.task_scheduled_id, None)
         if task is None:
             return
@@ -622,6 +669,8 @@ class OrchestrationSession:
         task.fail(error)
 
     def _on_timer_fired(self, event: TimerFiredEvent) -> None:
+        if self._is_early(event.timer_id, event):
+            return
         task = self._open.pop(event.timer_id, None)
         if task is not None:
             task.complete(None)
