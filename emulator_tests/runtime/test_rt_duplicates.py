@@ -4,12 +4,14 @@ sent again with the plain SDK.
 With fresh message ids the broker's duplicate detection cannot help, so this proves the receivers'
 own de-duplication (DESIGN 4 step 2): each event is in history once and the result is unchanged. With
 the original start message id (DTF DupeDetectionByServiceBusQueueTest) the broker drops the copy, so
-a finished instance is not started again.
+a finished instance is not started again. A copy that arrives before the decision it answers (the one
+message a crashed episode got through) is kept until the decision is made.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -24,6 +26,7 @@ from dtf_sb.core.history import (
     TaskCompletedEvent,
     TimerFiredEvent,
 )
+from dtf_sb.servicebus.messages import deterministic_message_id
 
 TIMEOUT = 30
 
@@ -109,3 +112,34 @@ async def test_restart_with_the_start_message_id_is_dropped_by_the_broker(start_
 
     final = await unchanged_for(snapshot, seconds=2.0, what="the completed instance")
     assert final == (OrchestrationStatus.COMPLETED, state.execution_id, state.output, len(history))
+
+
+async def go_then_long_timer(ctx: OrchestrationContext, _: Any) -> str:
+    await ctx.wait_for_external_event("go")
+    await ctx.create_timer(timedelta(hours=1))
+    return "woke"
+
+
+async def test_a_timer_that_fired_before_its_decision_was_recorded_still_wakes_the_instance(
+    start_worker, client, hub
+) -> None:
+    # What an episode that crashed between its sends and its state write leaves behind: its timer
+    # message, under the id the replay will use again, fires before the state records the timer.
+    await start_worker([go_then_long_timer], [])
+    iid = await client.schedule_new_orchestration(go_then_long_timer)
+    history = await history_when(
+        client, iid, lambda h: bool(of_type(h, ExecutionStartedEvent)), what="the start in history"
+    )
+    execution_id = of_type(history, ExecutionStartedEvent)[0].orchestration_instance.execution_id
+    early = TimerFiredEvent(timer_id=0, fire_at=datetime.now(timezone.utc))
+    await send_raw_events(
+        hub, iid, execution_id, [early], message_ids=[deterministic_message_id(iid, execution_id, 0, "timer")]
+    )
+    await history_when(client, iid, lambda h: bool(of_type(h, TimerFiredEvent)), what="the early firing")
+
+    # The replay now decides the timer; its own message is a duplicate the broker drops, so only the
+    # early firing can answer it.
+    await client.raise_orchestration_event(iid, "go")
+    state = await client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
+    assert state.status == OrchestrationStatus.COMPLETED
+    assert output(state) == "woke"
