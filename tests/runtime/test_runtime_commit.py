@@ -264,6 +264,22 @@ async def test_a_result_that_overtakes_the_uncommitted_start_is_applied_with_it(
     assert kinds.count("ExecutionStartedEvent") == 1 and kinds.count("TaskScheduledEvent") == 2
 
 
+async def test_a_result_that_overtakes_the_decision_it_answers_is_kept_until_the_decision() -> None:
+    broker = FakeBroker()
+    await Worker(broker).episode([start()])
+    with pytest.raises(Crash):
+        await Worker(broker).episode([result_of(0, 6)], fault=raise_at("orchestration.after_send"))
+    # The crashed episode scheduled activity 1, which ran; its result is received before the first
+    # activity's redelivered result (a separate batch), so no state records activity 1 yet.
+    await Worker(broker).episode([result_of(1, 12)])
+    await Worker(broker).episode([result_of(0, 6)])
+    assert broker.state is None, "the instance did not finish"
+    _, states = tracked_history(broker)
+    assert states[EXECUTION].output == "12"
+    # the replay's own message for activity 1 was a duplicate: activity 1 was sent once
+    assert sorted(m.event.event_id for m in activity_messages(broker)) == [0, 1]
+
+
 async def test_an_extended_session_resumes_the_live_orchestrator_without_replay() -> None:
     starts: list[bool] = []
 
