@@ -154,7 +154,8 @@ class OrchestrationDispatcher(SessionDispatcher):
     async def _episode(self, receiver: Any, session_id: str, messages: list[Any], held: HeldSession) -> bool:
         """Run one episode on the held session; returns whether to keep the session."""
         decoded: list[tuple[Any, TaskMessage]] = []
-        for message in messages:
+        # Session order: a message the SDK gave back (released) and received again can follow later ones.
+        for message in sorted(messages, key=lambda m: m.sequence_number or 0):
             try:
                 decoded.append((message, await self._decode(message, session_id)))
             except MalformedMessageError as exc:
