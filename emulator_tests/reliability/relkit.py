@@ -348,7 +348,7 @@ def regressed_writes(writes: Iterable[StateWrite]) -> list[str]:
             continue
         events = doc["tail"]
         before = last.get(key)
-        if before and events[: len(before)] != before and _execution(events) == _execution(before):
+        if before and events[: len(before)] != before and not _new_execution(before, events):
             kept = next(
                 (i for i, (a, b) in enumerate(zip(before, events, strict=False)) if a != b), len(events)
             )
@@ -357,6 +357,11 @@ def regressed_writes(writes: Iterable[StateWrite]) -> list[str]:
             )
         last[key] = events
     return out
+
+
+def _new_execution(before: list[Any], after: list[Any]) -> bool:
+    old, new = _execution(before), _execution(after)
+    return old is not None and new is not None and old != new
 
 
 def _execution(encoded: list[Any]) -> str | None:
