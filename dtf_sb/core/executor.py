@@ -32,13 +32,15 @@ a replay followed by one episode, ``execute`` is ``start(...).result``.
 
 Inside an episode every event is applied in order and the orchestrator runs inline until it waits again;
 a decision is recorded in history as soon as it is made, so a history lists a decision after the
-input that caused it. An outcome (a task or sub-orchestration result, a timer firing) can still arrive
-before the decision it answers: an episode that crashed after sending its messages but before writing
-its state made the decision first, and its replay makes it again later (its messages are dropped as
-duplicates, so that first outcome is the only one). Such an early outcome is recorded where it arrived
-and kept until the orchestrator schedules its id, which it then completes at once, in replay as live. Replay matches the decisions the code makes against those records by id and raises
+input that caused it. Replay matches the decisions the code makes against those records by id and raises
 ``NonDeterminismError`` (failing the instance) when the code now decides something else. Replay costs
 O(history): every lookup is a dict by id.
+
+An outcome (a task or sub-orchestration result, a timer firing) can still arrive before the decision it
+answers: an episode that crashed after sending its messages but before writing its state made the
+decision first, and its replay makes it again later (the replay's messages are dropped as duplicates,
+so the first outcome is the only one). Such an early outcome is recorded where it arrived and kept until
+the orchestrator schedules its id, which it then completes at once, in replay as live.
 """
 
 from __future__ import annotations
