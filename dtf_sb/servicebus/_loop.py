@@ -30,6 +30,7 @@ from azure.servicebus.exceptions import (
 __all__ = [
     "SOCKET_TIMEOUT",
     "Backoff",
+    "complete_by_lock_token",
     "is_lock_lost",
     "is_no_session_available",
     "is_transient",
@@ -230,3 +231,21 @@ def pin_session(receiver: Any) -> Any:
 
     receiver._open = open_once
     return receiver
+
+
+async def complete_by_lock_token(client: Any, queue: str, lock_token: str) -> bool:
+    """Complete a peek-locked message of ``queue`` (not a session queue) by its lock token.
+
+    Service Bus keeps such a lock on the message, not on the link that received it, and accepts a
+    settlement by lock token through the entity's management node from any link. The SDK offers that
+    only privately (the link it opens here receives nothing: it asks for no messages). Returns False
+    on SDKs without it.
+    """
+    async with client:
+        receiver = client.get_queue_receiver(queue, prefetch_count=0)
+        async with receiver:
+            settle = getattr(receiver, "_settle_message_via_mgmt_link", None)
+            if settle is None:
+                return False
+            await settle("completed", [lock_token])  # the management node's name for complete
+    return True

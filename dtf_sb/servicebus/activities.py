@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from azure.servicebus.exceptions import MessageAlreadySettled, ServiceBusError
+
 from ..core.activity import ActivityContext, invoke_activity, task_completed_event, task_failed_event
 from ..core.codec import decode_task_message, encode_task_message
 from ..core.errors import ActivityNotRegisteredError
@@ -32,7 +34,13 @@ from ..core.messages import TaskMessage
 from ..core.registry import Registry
 from ..middleware import DispatchContext, DispatchMiddleware, run_pipeline
 from ..options import TaskHubOptions, WorkerOptions
-from ._loop import Backoff, is_transient, renew_message_lock_while, with_short_batch_linger
+from ._loop import (
+    Backoff,
+    complete_by_lock_token,
+    is_transient,
+    renew_message_lock_while,
+    with_short_batch_linger,
+)
 from ._outbound import Outbound
 from ._senders import SenderPool
 from .connection import ServiceBusConnection, redact
@@ -295,9 +303,33 @@ class ActivityDispatcher:
                 ]
             )
             self._faults("activity.after_send", instance_id=instance.instance_id, task_id=scheduled.event_id)
-        await receiver.complete_message(message)
+        await self._complete(receiver, message)
         self.executed += 1
         self._faults("activity.after_complete", instance_id=instance.instance_id, task_id=scheduled.event_id)
+
+    async def _complete(self, receiver: Any, message: Any) -> None:
+        """Complete the work message, by its lock token through a new link when its receiver's link is
+        gone (the connection dropped while the activity ran): otherwise the message would stay locked
+        until its lock ran out and the activity would run again."""
+        try:
+            await receiver.complete_message(message)
+        except MessageAlreadySettled:
+            raise
+        except (ValueError, ServiceBusError) as exc:
+            try:
+                done = await complete_by_lock_token(
+                    self._connection.client(), self._options.worker_queue, message.lock_token
+                )
+            except Exception as retry_exc:
+                _log.debug("completing %s by lock token failed too: %s", message.message_id, retry_exc)
+                done = False
+            if not done:
+                raise
+            _log.info(
+                "completed activity message %s by lock token: its receiver's link was gone (%s)",
+                message.message_id,
+                type(exc).__name__,
+            )
 
     async def _execute(self, ctx: DispatchContext) -> None:
         """The innermost step: run the user's function and turn its outcome into a history event."""
