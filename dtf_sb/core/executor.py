@@ -630,7 +630,10 @@ class OrchestrationSession:
             self._handlers[type(event)](event)
             return
         # Only an episode that decided differently before it crashed can have sent this: the id now
-        # belongs to another kind of work, whose own outcome is awaited instead.
+        # belongs to another kind of work, whose own outcome is awaited instead. Said once, not at
+        # every replay.
+        if self.is_replaying:
+            return
         self._executor.logger.warning(
             "orchestration %s: ignoring %s for id %d, which the orchestrator used for %s",
             self.instance_id,
